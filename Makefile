@@ -1,0 +1,59 @@
+# visrec: one command sets up and runs the demo (`make run`), one runs the tests (`make test`).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := data/01_raw/demo
+
+# No usage reporting from Kedro or DVC, here or in CI.
+export KEDRO_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# dvc.yaml stages call `kedro`: the venv comes first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install demo-data run test test-fast lint viz repro clean
+
+## install: create .venv with the pinned dependencies and visrec (editable)
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+## demo-data: write the digits image folder to data/01_raw/demo when it is missing
+demo-data: install
+	@if [ -z "$$(find $(DEMO) -name '*.png' -print -quit 2>/dev/null)" ]; then \
+		$(BIN)/kedro run --pipelines=demo_data; \
+	else echo "demo data present in $(DEMO)"; fi
+
+## run: set up, make the demo data when missing, run the default pipeline (train)
+run: demo-data
+	$(BIN)/kedro run
+	@# Record what `kedro run` made in dvc.lock, so that `dvc repro` reruns only what changes.
+	$(BIN)/dvc commit --force --quiet
+
+## test: set up, then run the whole test suite
+test: install
+	$(BIN)/python -m pytest
+
+## test-fast: the tests without the slow end-to-end CLI runs
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+## lint: ruff over src/ and tests/
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+## viz: kedro viz on http://127.0.0.1:4141
+viz: install
+	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141
+
+## repro: the DVC pipeline (stages run only when their inputs changed)
+repro: install
+	$(BIN)/dvc repro
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""Classification metrics over predicted probabilities (scikit-learn underneath)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
+
+TOP_K = 5
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Headline metrics of one weight set.
+
+    Args:
+        labels: True class index per image, shape (N,).
+        probabilities: Predicted class probabilities (or scores), shape (N, K).
+
+    Returns:
+        top1, top5 (only with more than 5 classes), balanced_accuracy, macro_f1 and
+        num_test_images.
+    """
+    num_classes = probabilities.shape[1]
+    predicted = probabilities.argmax(axis=1)
+    metrics = {"top1": float(accuracy_score(labels, predicted))}
+    if num_classes > TOP_K:
+        metrics["top5"] = float(top_k_accuracy_score(labels, probabilities, k=TOP_K,
+                                                     labels=np.arange(num_classes)))
+    metrics["balanced_accuracy"] = float(balanced_accuracy_score(labels, predicted))
+    metrics["macro_f1"] = float(f1_score(labels, predicted, average="macro",
+                                         labels=np.arange(num_classes), zero_division=0))
+    metrics["num_test_images"] = len(labels)
+    return metrics
+
+
+def per_class_report(labels: np.ndarray, predicted: np.ndarray,
+                     classes: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support of every class (a class absent from ``labels`` gets 0)."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=np.arange(len(classes)), zero_division=0)
+    return pd.DataFrame({"class_index": np.arange(len(classes)), "label": classes,
+                         "precision": precision, "recall": recall, "f1": f1,
+                         "support": support.astype(int)})
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion counts: rows are true classes, columns predicted classes."""
+    return confusion_matrix(labels, predicted, labels=np.arange(num_classes))

@@ -1,0 +1,187 @@
+"""Typed parameter blocks, validated by Kedro before any node runs.
+
+Each node that takes ``params:<block>`` annotates it with one of these models;
+Kedro (>= 1.3) calls ``model_validate`` on the raw YAML before the run starts.
+A bad value fails with the full key (``training.epochs``), the value given, and
+what would be accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ParameterError(ValueError):
+    """A parameter has a value that visrec cannot use."""
+
+
+def format_validation_error(prefix: str, error: ValidationError) -> str:
+    """Turn a pydantic error into one line per bad key, prefixed with the block's key.
+
+    Args:
+        prefix: The parameter block's key, such as ``"training"``.
+        error: The error pydantic raised.
+
+    Returns:
+        Lines like ``training.epochs = 0: Input should be greater than or equal to 1``.
+    """
+    lines = []
+    for item in error.errors():
+        key = ".".join([prefix, *(str(part) for part in item["loc"])])
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:
+            lines.append(message)
+        elif item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown parameter (check the spelling)")
+        elif item["type"] == "missing":
+            lines.append(f"{key}: required but not set")
+        else:
+            lines.append(f"{key} = {item['input']!r}: {message}")
+    return "\n".join(lines)
+
+
+class Params(BaseModel):
+    """Base for parameter blocks: unknown keys are errors, messages carry the full key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: ClassVar[str] = ""
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Validate ``obj``, raising :class:`ParameterError` with full parameter keys."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as error:
+            raise ParameterError("\n" + format_validation_error(cls.key, error)) from None
+
+
+class DemoDataParams(Params):
+    """How the demo digits image folder is made (``demo_data``)."""
+
+    key: ClassVar[str] = "demo_data"
+    test_per_class: int = Field(30, ge=1, description="test images per class (balanced)")
+    largest_class: int = Field(150, ge=2, description="training images in the largest class")
+    imbalance_ratio: float = Field(10.0, ge=1.0, description="largest / smallest train class")
+    image_size: int = Field(32, ge=8, le=512, description="side of the PNGs, pixels")
+    seed: int = 0
+
+
+class IngestionParams(Params):
+    """Where the images are and how missing splits are carved (``ingestion``)."""
+
+    key: ClassVar[str] = "ingestion"
+    root: str = Field(description="image folder: one folder per class, or train/val/test")
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="of train, when no val/")
+    test_fraction: float = Field(0.2, ge=0.0, lt=0.5, description="of train, when no test/")
+
+    @field_validator("root")
+    @classmethod
+    def _root_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the path of an image folder")
+        return value
+
+
+class ClassBalanceParams(Params):
+    """Remedy for class imbalance (``class_balance``)."""
+
+    key: ClassVar[str] = "class_balance"
+    strategy: Literal["none", "class_weights", "sampler"] = "sampler"
+
+
+class AugmentationParams(Params):
+    """Training-time augmentation policy (``augmentation``)."""
+
+    key: ClassVar[str] = "augmentation"
+    policy: Literal["none", "flip_crop", "randaugment"] = "flip_crop"
+    hflip: bool = Field(True, description="mirror images; turn off for digits, text, ...")
+    scale: tuple[float, float] = Field((0.35, 1.0), description="random-resized-crop area range")
+    randaugment_ops: int = Field(2, ge=1, le=10, description="RandAugment N")
+    randaugment_magnitude: int = Field(9, ge=0, le=30, description="RandAugment M")
+    preview_images: int = Field(8, ge=1, le=64, description="images in the preview grid")
+    preview_repeats: int = Field(4, ge=1, le=16, description="augmented copies per image")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError("need 0 < low <= high <= 1, for example [0.35, 1.0]")
+        return value
+
+
+class SwaParams(Params):
+    """Stochastic Weight Averaging over the last epochs (Izmailov et al. 2018)."""
+
+    key: ClassVar[str] = "training.swa"
+    enabled: bool = True
+    start_fraction: float = Field(0.75, gt=0.0, lt=1.0, description="of epochs before SWA")
+    lr: float = Field(0.05, gt=0.0, description="SWA learning rate per 256 images")
+    anneal_epochs: int = Field(1, ge=0, description="epochs to anneal into the SWA rate")
+
+
+@cache
+def _timm_models() -> frozenset[str]:
+    import timm  # noqa: PLC0415 - imported on demand: `import timm` takes seconds
+
+    return frozenset(timm.list_models())
+
+
+class TrainingParams(Params):
+    """Model, recipe and SWA for ``training`` (learning rates are per 256 images)."""
+
+    key: ClassVar[str] = "training"
+    model: str = Field("resnet18", description="any timm architecture name")
+    pretrained_path: str | None = Field(None, description="local safetensors/timm checkpoint")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    image_size: int | None = Field(None, ge=8, le=1024, description="None: the model's own")
+    lr: float = Field(0.2, gt=0.0, le=10.0, description="learning rate per 256 images")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    warmup_epochs: int = Field(1, ge=0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int | None = Field(None, ge=0, description="None: automatic")
+    swa: SwaParams = SwaParams()
+
+    @field_validator("model")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        known = _timm_models()
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=5, cutoff=0.6)
+            hint = f"close names: {', '.join(close)}" if close else "see timm.list_models()"
+            raise ValueError(f"not a timm architecture; {hint}")
+        return value
+
+    @field_validator("pretrained_path")
+    @classmethod
+    def _weights_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(
+                "no such file; give a local .safetensors or timm checkpoint (.pth, .bin)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _warmup_inside_run(self) -> TrainingParams:
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(
+                f"training.warmup_epochs = {self.warmup_epochs} must be smaller than "
+                f"training.epochs = {self.epochs}"
+            )
+        return self
+
+
+class EvaluationParams(Params):
+    """Evaluation settings (``evaluation``)."""
+
+    key: ClassVar[str] = "evaluation"
+    batch_size: int = Field(256, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"

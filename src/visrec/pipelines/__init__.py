@@ -1,0 +1,1 @@
+"""visrec pipelines: one folder each, found by ``find_pipelines()``."""

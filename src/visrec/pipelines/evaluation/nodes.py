@@ -1,0 +1,64 @@
+"""Nodes of the evaluation pipeline."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from visrec.core.data import ManifestImageDataset, make_loader
+from visrec.core.engine import predict
+from visrec.core.metrics import classification_metrics, confusion, per_class_report
+from visrec.core.models import model_from_artifact, select_device
+from visrec.core.plots import confusion_figure
+from visrec.core.transforms import build_eval_transform
+from visrec.params import EvaluationParams
+
+logger = logging.getLogger(__name__)
+
+
+def _test_probabilities(artifact: dict, test: pd.DataFrame, root: str,
+                        params: EvaluationParams) -> np.ndarray:
+    config = artifact["config"]
+    device = select_device(params.device)
+    model = model_from_artifact(artifact).to(device)
+    transform = build_eval_transform(config["image_size"], config["mean"], config["std"],
+                                     config["interpolation"])
+    loader = make_loader(ManifestImageDataset(root, test["path"], test["class_index"], transform),
+                         params.batch_size, device, seed=0, train=False)
+    logits, _ = predict(model, loader, device)
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
+                    ingestion_report: dict, params: EvaluationParams
+                    ) -> tuple[dict, pd.DataFrame, Figure, pd.DataFrame]:
+    """Score every weight set on the test split.
+
+    Returns:
+        ``(metrics, per_class, confusion_plot, predictions)``: headline metrics per weight
+        set; per-class precision/recall/F1/support per weight set; confusion matrices;
+        one row per test image and weight set (for ``dvc plots``).
+    """
+    test = manifest[manifest["split"] == "test"]
+    if test.empty:
+        raise ValueError("evaluation: the manifest has no test images; set "
+                         "ingestion.test_fraction > 0 or add a test/ folder")
+    classes = ingestion_report["classes"]
+    labels = test["class_index"].to_numpy()
+    metrics, reports, matrices, predictions = {}, [], {}, []
+    for name, artifact in trained_models.items():
+        probabilities = _test_probabilities(artifact, test, ingestion_report["root"], params)
+        predicted = probabilities.argmax(axis=1)
+        metrics[name] = classification_metrics(labels, probabilities)
+        reports.append(per_class_report(labels, predicted, classes).assign(weights=name))
+        matrices[name] = confusion(labels, predicted, len(classes))
+        predictions.append(pd.DataFrame({
+            "weights": name, "path": test["path"].to_numpy(), "actual": test["label"].to_numpy(),
+            "predicted": np.asarray(classes)[predicted],
+            "confidence": probabilities.max(axis=1).round(6)}))
+        logger.info("%s weights on %d test images: %s", name, len(test),
+                    ", ".join(f"{k}={v:.4f}" for k, v in metrics[name].items()))
+    return (metrics, pd.concat(reports, ignore_index=True), confusion_figure(matrices, classes),
+            pd.concat(predictions, ignore_index=True))

@@ -1,0 +1,16 @@
+"""evaluation: test-split metrics, per-class report and confusion matrix for every weight set."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import evaluate_models
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """The evaluation pipeline."""
+    return pipeline([
+        node(evaluate_models,
+             inputs=["trained_models", "image_manifest", "ingestion_report",
+                     "params:evaluation"],
+             outputs=["metrics", "per_class_report", "confusion_matrix", "test_predictions"],
+             name="evaluate_models"),
+    ])

@@ -1,0 +1,83 @@
+"""Nodes of the training pipeline."""
+
+import logging
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from visrec.core.balance import sample_weights
+from visrec.core.data import ManifestImageDataset, make_loader
+from visrec.core.engine import FitConfig, evaluate, fit, seed_everything, swa_start_epoch
+from visrec.core.models import (
+    create_classifier,
+    resolve_input_config,
+    select_device,
+    weights_artifact,
+)
+from visrec.core.plots import learning_curve_figure
+from visrec.core.provenance import git_commit
+from visrec.core.transforms import build_eval_transform, build_train_transform
+from visrec.params import TrainingParams
+
+logger = logging.getLogger(__name__)
+
+LR_REFERENCE_BATCH = 256  # `training.lr` is the rate for 256 images (Goyal et al. 2017)
+
+
+def fit_config(params: TrainingParams, balance_plan: dict) -> FitConfig:
+    """The recipe, with learning rates scaled linearly from 256 images to the batch size."""
+    scale = params.batch_size / LR_REFERENCE_BATCH
+    weights = balance_plan.get("class_weights")
+    return FitConfig(
+        epochs=params.epochs, lr=params.lr * scale, momentum=params.momentum,
+        weight_decay=params.weight_decay, warmup_epochs=params.warmup_epochs,
+        label_smoothing=params.label_smoothing,
+        class_weights=None if weights is None else tuple(weights),
+        swa_start=swa_start_epoch(params.epochs, params.swa.start_fraction)
+        if params.swa.enabled else None,
+        swa_lr=params.swa.lr * scale, swa_anneal_epochs=params.swa.anneal_epochs)
+
+
+def train_model(manifest: pd.DataFrame, ingestion_report: dict, balance_plan: dict,
+                augmentation_spec: dict, params: TrainingParams,
+                seed: int) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
+    """Train ``training.model`` on the train split, validating on val each epoch.
+
+    Returns:
+        ``(trained_models, history, learning_curve)``: weight sets ``final`` and, with SWA,
+        ``swa``, each with its config; one history row per epoch; the curve figure.
+    """
+    seed_everything(seed)
+    device = select_device(params.device)
+    classes = ingestion_report["classes"]
+    model = create_classifier(params.model, len(classes), params.pretrained_path)
+    inputs = resolve_input_config(model, params.image_size)
+    size, mean, std = inputs["image_size"], inputs["mean"], inputs["std"]
+    train_tf = build_train_transform(augmentation_spec, size, mean, std, inputs["interpolation"])
+    eval_tf = build_eval_transform(size, mean, std, inputs["interpolation"])
+    root = ingestion_report["root"]
+    train = manifest[manifest["split"] == "train"]
+    val = manifest[manifest["split"] == "val"]
+    train_loader = make_loader(
+        ManifestImageDataset(root, train["path"], train["class_index"], train_tf),
+        params.batch_size, device, seed, train=True, num_workers=params.num_workers,
+        sample_weights=sample_weights(balance_plan, train["class_index"].to_numpy()))
+    val_loader = None if val.empty else make_loader(
+        ManifestImageDataset(root, val["path"], val["class_index"], eval_tf),
+        params.batch_size, device, seed, train=False, num_workers=params.num_workers)
+    logger.info("training %s on %s: %d train / %d val images, %d classes, %dpx",
+                params.model, device, len(train), len(val), len(classes), size)
+    final, swa, history = fit(model, train_loader, val_loader,
+                              fit_config(params, balance_plan), device)
+    base_config = {"architecture": params.model, "classes": classes, **inputs,
+                   "seed": seed, "git_commit": git_commit(),
+                   "training": params.model_dump(), "augmentation": augmentation_spec,
+                   "class_balance": balance_plan["strategy"]}
+    models = {}
+    for name, weights in (("final", final), ("swa", swa)):
+        if weights is None:
+            continue
+        val_metrics = None if val_loader is None else evaluate(weights, val_loader, device)
+        models[name] = weights_artifact(weights, base_config | {"weights": name,
+                                                                "val_metrics": val_metrics})
+    return models, history, learning_curve_figure(history)
