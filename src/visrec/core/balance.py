@@ -59,7 +59,7 @@ def make_balance_plan(strategy: str, classes: list[str], train_counts: np.ndarra
     if strategy not in STRATEGIES:
         raise ValueError(f"class_balance.strategy = {strategy!r}: accepted {list(STRATEGIES)}")
     counts = np.asarray(train_counts)
-    empty = [c for c, n in zip(classes, counts) if n == 0]
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
     if empty:
         raise ValueError(f"class_balance: classes {empty} have no training images")
     plan = {

@@ -52,7 +52,8 @@ def make_demo_digits(
     labels = np.unique(digits.target)
     available = {int(c): int((digits.target == c).sum()) - test_per_class for c in labels}
     ranked = sorted(available, key=lambda c: (-available[c], c))
-    train_counts = dict(zip(ranked, long_tail_counts(len(ranked), largest_class, imbalance_ratio)))
+    train_counts = dict(zip(ranked, long_tail_counts(len(ranked), largest_class, imbalance_ratio),
+                            strict=True))
 
     images: dict[str, Image.Image] = {}
     for digit in labels:

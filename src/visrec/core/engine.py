@@ -76,9 +76,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=None)
-    for step, (images, targets) in enumerate(bar):
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
+    for step, (batch_images, batch_targets) in enumerate(bar):
+        images = batch_images.to(device, non_blocking=True)
+        targets = batch_targets.to(device, non_blocking=True)
         logits = model(images)
         loss = criterion(logits, targets)
         if not torch.isfinite(loss):

@@ -51,7 +51,7 @@ def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str]) -> Fig
     fig = Figure(figsize=(size * len(matrices), size), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     annotate = len(classes) <= 20
-    for ax, (name, counts) in zip(axes, matrices.items()):
+    for ax, (name, counts) in zip(axes, matrices.items(), strict=True):
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
         ticks = np.arange(len(classes))

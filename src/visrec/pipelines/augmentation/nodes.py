@@ -41,7 +41,7 @@ def preview_augmentation(manifest: pd.DataFrame, ingestion_report: dict, spec: d
     original = build_eval_transform(image_size)
     torch.manual_seed(seed)
     rows, titles = [], []
-    for path, label in zip(chosen["path"], chosen["label"]):
+    for path, label in zip(chosen["path"], chosen["label"], strict=True):
         image = load_rgb(f"{ingestion_report['root']}/{path}")
         rows.append([original(image)] + [augment(image) for _ in range(params.preview_repeats)])
         titles.append(f"{label}: original, then {spec['policy']}")

@@ -59,6 +59,6 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
             "predicted": np.asarray(classes)[predicted],
             "confidence": probabilities.max(axis=1).round(6)}))
         logger.info("%s weights on %d test images: %s", name, len(test),
-                    ", ".join(f"{k}={v:.4f}" for k, v in metrics[name].items()))
+                    ", ".join(f"{k}={v:.4g}" for k, v in metrics[name].items()))
     return (metrics, pd.concat(reports, ignore_index=True), confusion_figure(matrices, classes),
             pd.concat(predictions, ignore_index=True))

@@ -1,0 +1,55 @@
+"""Shared fixtures: real image folders on disk and typed parameters for tiny runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from visrec.core.demo import make_demo_digits
+from visrec.params import (
+    AugmentationParams,
+    ClassBalanceParams,
+    EvaluationParams,
+    IngestionParams,
+    TrainingParams,
+)
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_images(images: dict, root: Path) -> Path:
+    """Save ``{"split/label/name": PIL image}`` as PNG files under ``root``."""
+    for key, image in images.items():
+        path = root / f"{key}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small long-tailed digits folder in the train/test layout (10 classes, 200 images)."""
+    images = make_demo_digits(test_per_class=6, largest_class=24, imbalance_ratio=4,
+                              image_size=32, seed=0)
+    return write_images(images, tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture
+def tiny_params(digits_folder: Path) -> dict:
+    """Typed parameter blocks for a seconds-long run with timm's `test_resnet`."""
+    return {
+        "params:seed": 7,
+        "params:ingestion": IngestionParams(root=str(digits_folder), val_fraction=0.15),
+        "params:class_balance": ClassBalanceParams(strategy="sampler"),
+        "params:augmentation": AugmentationParams(policy="flip_crop", hflip=False,
+                                                  preview_images=2, preview_repeats=2),
+        "params:training": TrainingParams(model="test_resnet", epochs=2, batch_size=16,
+                                          image_size=32, warmup_epochs=1, num_workers=0),
+        "params:training.image_size": 32,
+        "params:evaluation": EvaluationParams(batch_size=64),
+    }

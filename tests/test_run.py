@@ -1,0 +1,121 @@
+"""End to end through the real CLI: `kedro run` in a copy of the project (conf + data)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import PROJECT_ROOT
+
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+pytestmark = pytest.mark.slow
+
+
+def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the kedro CLI in ``project``; fail the test with its output when it fails."""
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "200"}
+    result = subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, check=False,
+                            text=True, timeout=900)
+    if check and result.returncode != 0:
+        pytest.fail(f"kedro {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway project: the repository's pyproject and conf, empty data folders."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf",
+                    ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()  # Kedro checks it exists; visrec is imported from the install
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_run(project: Path) -> Path:
+    """`kedro run --pipelines=demo_data`, then the default pipeline, in the test env."""
+    kedro(project, "run", "--env", "test", "--pipelines=demo_data")
+    kedro(project, "run", "--env", "test")
+    return project
+
+
+def test_default_run_writes_metrics_and_weights(demo_run: Path):
+    metrics = json.loads((demo_run / "data/08_reporting/metrics.json").read_text())
+    assert set(metrics) == {"final", "swa"}
+    for values in metrics.values():
+        assert values["num_test_images"] == 300
+        for key in ("top1", "top5", "balanced_accuracy", "macro_f1"):
+            assert 0.0 <= values[key] <= 1.0
+        assert values["balanced_accuracy"] > 0.2  # 10 classes: chance is 0.1
+    for name in ("final", "swa"):
+        folder = demo_run / "data/06_models/classifier" / name
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+        config = json.loads((folder / "config.json").read_text())
+        assert config["architecture"] == "test_resnet"
+        assert config["weights"] == name
+    for png in ("class_distribution", "augmentation_preview", "learning_curve",
+                "confusion_matrix"):
+        with Image.open(demo_run / f"data/08_reporting/{png}.png") as image:
+            assert image.width > 200 and image.height > 200
+
+
+def test_own_folder_of_class_folders(project: Path, tmp_path: Path):
+    """Any folder of >= 2 class folders trains: here 3 colour classes, no split folders."""
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
+    for label, rgb in colours.items():
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(20):
+            shade = tuple(max(0, c - 4 * i) for c in rgb)
+            Image.new("RGB", (40 + i, 36), shade).save(tmp_path / "images" / label / f"{i}.jpg")
+    (tmp_path / "images" / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    kedro(project, "run", "--env", "test", "--pipelines=train",
+          "--params", f"ingestion.root={tmp_path / 'images'},training.swa.enabled=false")
+    report = json.loads((project / "data/08_reporting/ingestion_report.json").read_text())
+    assert report["classes"] == ["blue", "green", "red"]
+    assert [s["path"] for s in report["skipped"]] == ["red/broken.jpg"]
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    assert set(metrics) == {"final"}
+    assert metrics["final"]["num_test_images"] == 12  # 20% of 20 per class, carved
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("training.epochs=0", "training.epochs = 0"),
+    ("training.model=resnet999", "training.model = 'resnet999'"),
+    ("class_balance.strategy=bogus", "class_balance.strategy = 'bogus'"),
+])
+def test_bad_parameter_stops_before_running(project: Path, override: str, expected: str):
+    result = kedro(project, "run", "--env", "test", "--params", override, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in output
+    assert "Running node" not in output
+
+
+@pytest.mark.parametrize(("layout", "expected"), [
+    ("missing", "folder does not exist"),
+    ("empty", "no images found"),
+    ("one_class", "found 1 class (['only'])"),
+])
+def test_bad_image_folder_names_ingestion_root(project: Path, tmp_path: Path, layout: str,
+                                               expected: str):
+    root = tmp_path / "images"
+    if layout != "missing":
+        root.mkdir()
+    if layout == "one_class":
+        (root / "only").mkdir()
+        Image.new("RGB", (16, 16)).save(root / "only" / "a.png")
+    result = kedro(project, "run", "--env", "test", "--pipelines=ingestion",
+                   "--params", f"ingestion.root={root}", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"ingestion.root = '{root}'" in output
+    assert expected in output

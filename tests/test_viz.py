@@ -1,0 +1,314 @@
+"""End-to-end checks of ``kedro viz run``: the JSON API and the page a real browser renders.
+
+One server is started for the whole module (a few seconds) and shared by both tests.
+``kedro viz`` serves from a child process, so the server is started in its own session
+and stopped by process group; the teardown then checks that the port and the processes
+are really gone, because a leftover child keeps the port and the next run silently moves
+to another one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+KEDRO = Path(sys.executable).with_name("kedro")
+CHROMIUM = Path("/usr/bin/chromium")
+MAX_VIZ_PORT = 49151  # kedro-viz rejects higher ports
+# The stage pipelines that `train` is composed of, plus `demo_data` (registered on its own).
+STAGE_PIPELINES = ("ingestion", "class_balance", "augmentation", "training", "evaluation")
+EXPECTED_PIPELINES = {"train", "demo_data", *STAGE_PIPELINES}
+
+STARTUP_TIMEOUT_S = 120.0  # first start imports the project's pipelines: seconds, not minutes
+STOP_TIMEOUT_S = 20.0
+BROWSER_TIMEOUT_S = 120.0
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+    # Virtual time lets the React app fetch the graph and lay it out before the capture.
+    "--virtual-time-budget=15000",
+)
+
+
+@dataclass(frozen=True)
+class VizServer:
+    """A running ``kedro viz`` server."""
+
+    url: str
+    port: int
+    log_path: Path
+
+    def get_json(self, path: str) -> Any:
+        """Fetch ``path`` from the server and decode it as JSON."""
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.load(response)
+
+
+def _free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    kedro-viz refuses ports above 49151 ("Cannot allocate an open TCP port"), but Linux
+    hands out ports up to 60999 for port 0: retry, then fall back to random ports below
+    the kernel's ephemeral range.
+    """
+    candidates = itertools.chain(itertools.repeat(0, 50), random.sample(range(20000, 32768), 50))
+    for candidate in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port = sock.getsockname()[1]
+        if port <= MAX_VIZ_PORT:
+            return port
+    raise RuntimeError(f"no free TCP port at or below {MAX_VIZ_PORT} on 127.0.0.1")
+
+
+def _port_is_free(port: int) -> bool:
+    """Whether a new server could listen on ``port``.
+
+    SO_REUSEADDR, as uvicorn sets it, ignores the TIME_WAIT entries our own requests
+    leave behind; the bind still fails while any process listens on the port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _process_group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _log_tail(log_path: Path, chars: int = 4000) -> str:
+    return log_path.read_text(errors="replace")[-chars:]
+
+
+def _wait_until_serving(proc: subprocess.Popen[bytes], server: VizServer) -> None:
+    """Poll ``/api/main`` until it answers, failing with the server's output otherwise.
+
+    The server must also report our port: if it were busy, kedro-viz would silently
+    move to the next port and we could be talking to someone else's server.
+    """
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"kedro viz exited with code {proc.returncode} before serving:\n"
+                f"{_log_tail(server.log_path)}"
+            )
+        try:
+            server.get_json("/api/main")
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            time.sleep(0.5)
+            continue
+        log = server.log_path.read_text(errors="replace")
+        if server.url in log:
+            return
+        if "already in use" in log:  # kedro-viz moved to the next port on its own
+            pytest.fail(f"port {server.port} was taken before kedro viz bound it:\n{log}")
+        time.sleep(0.5)
+    pytest.fail(
+        f"kedro viz did not serve {server.url}api/main within {STARTUP_TIMEOUT_S:.0f} s:\n"
+        f"{_log_tail(server.log_path)}"
+    )
+
+
+def _stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after a timeout."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _process_group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _process_group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def viz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
+    """Run ``kedro viz run`` on a free port for the module; check its cleanup afterwards."""
+    port = _free_port()
+    server = VizServer(
+        url=f"http://127.0.0.1:{port}/",
+        port=port,
+        log_path=tmp_path_factory.mktemp("kedro_viz") / "server.log",
+    )
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1"}
+    command = [str(KEDRO), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port",
+               str(port)]
+    with server.log_path.open("wb") as log:
+        # A new session makes the server and its uvicorn child one process group.
+        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_until_serving(proc, server)
+            yield server
+        finally:
+            _stop_process_group(proc)
+
+    assert not _process_group_alive(proc.pid), (
+        f"processes of kedro viz's group {proc.pid} survived SIGKILL"
+    )
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while not _port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _port_is_free(port), f"port {port} is still taken after kedro viz was stopped"
+
+
+@pytest.fixture(scope="module")
+def project_pipelines() -> dict[str, Any]:
+    """The project's registered pipelines, loaded the way ``kedro`` loads them."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(PROJECT_ROOT)
+    return dict(pipelines)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """The Chromium binary; skipped when missing locally, an error in CI (CI installs it)."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: install it with `apt-get install -y chromium`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+def _task_name(node: dict[str, Any]) -> str:
+    # Task nodes carry the short `name` and the namespaced `full_name` (= Kedro's node.name).
+    return node.get("full_name") or node["name"]
+
+
+@pytest.mark.slow
+def test_viz_api_serves_registered_pipelines(
+    viz_server: VizServer, project_pipelines: dict[str, Any]
+) -> None:
+    """/api/main lists every registered pipeline, and every node of `train` with its edges."""
+    main = viz_server.get_json("/api/main")
+
+    pipeline_ids = {pipeline["id"] for pipeline in main["pipelines"]}
+    assert pipeline_ids >= EXPECTED_PIPELINES
+    assert pipeline_ids == set(project_pipelines)
+
+    train_nodes = project_pipelines["train"].nodes
+    expected_names = {node.name for node in train_nodes}
+    assert {"scan_images", "train_model", "evaluate_models"} <= expected_names
+
+    # /api/main shows `__default__`, but every node says which pipelines it belongs to.
+    main_tasks = {_task_name(node): node for node in main["nodes"] if node["type"] == "task"}
+    missing = expected_names - set(main_tasks)
+    assert not missing, f"train nodes missing from /api/main: {sorted(missing)}"
+    for name in expected_names:
+        assert "train" in main_tasks[name]["pipelines"], (name, main_tasks[name]["pipelines"])
+
+    # The `train` view holds exactly train's nodes, wired to their inputs and outputs.
+    train = viz_server.get_json("/api/pipelines/train")
+    assert train["selected_pipeline"] == "train"
+    tasks = {_task_name(node): node["id"] for node in train["nodes"] if node["type"] == "task"}
+    assert set(tasks) == expected_names
+    datasets = {node["name"]: node["id"] for node in train["nodes"] if node["type"] != "task"}
+    edges = {(edge["source"], edge["target"]) for edge in train["edges"]}
+    for node in train_nodes:
+        for dataset in node.inputs:
+            assert (datasets[dataset], tasks[node.name]) in edges, (dataset, node.name)
+        for dataset in node.outputs:
+            assert (tasks[node.name], datasets[dataset]) in edges, (node.name, dataset)
+
+
+class _GraphNodeCollector(HTMLParser):
+    """Collects the full names of the task nodes drawn in Kedro-Viz's SVG graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task_names: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("data-node-type") == "task" and attributes.get("data-node-fullname"):
+            self.task_names.add(attributes["data-node-fullname"])
+
+
+def _run_chromium(binary: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(binary), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False,
+    )
+    assert result.returncode == 0, f"chromium failed ({result.returncode}):\n{result.stderr}"
+    return result
+
+
+@pytest.mark.slow
+def test_viz_page_draws_train_graph_in_chromium(
+    chromium: Path,
+    viz_server: VizServer,
+    project_pipelines: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """Headless Chromium runs the app's JavaScript and draws every node of `train`."""
+    from PIL import Image
+
+    page = viz_server.url + "?pid=train"  # open the `train` pipeline, not `__default__`
+    expected_names = {node.name for node in project_pipelines["train"].nodes}
+
+    dom = _run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page).stdout
+    collector = _GraphNodeCollector()
+    collector.feed(dom)
+    missing = expected_names - collector.task_names
+    assert not missing, (
+        f"train nodes not drawn in the graph: {sorted(missing)}; "
+        f"drawn: {sorted(collector.task_names)}"
+    )
+
+    screenshot = tmp_path / "kedro-viz-train.png"
+    _run_chromium(chromium, tmp_path / "profile-png", f"--screenshot={screenshot}", page)
+    assert screenshot.stat().st_size > 20_000  # a blank 1600x1000 PNG is a few kB
+    with Image.open(screenshot) as image:
+        assert image.size == (1600, 1000)
+        pixels = image.width * image.height
+        colours = image.convert("RGB").getcolors(maxcolors=pixels)
+    # The drawn graph (anti-aliased text, edges, yellow highlights) has thousands of colours;
+    # a blank or error page has a handful and one colour covering almost everything.
+    assert len(colours) > 500, f"only {len(colours)} colours in {screenshot}"
+    assert max(count for count, _ in colours) < 0.9 * pixels, f"{screenshot} is nearly flat"
