@@ -63,7 +63,7 @@ class VizServer:
     log_path: Path
 
     def get_json(self, path: str) -> Any:
-        """Fetch ``path`` from the server and decode it as JSON."""
+        """Fetch ``path`` (relative, e.g. ``api/main``) from the server, decoded as JSON."""
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
             return json.load(response)
 
@@ -123,6 +123,7 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], server: VizServer) -> Non
     move to the next port and we could be talking to someone else's server.
     """
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(
@@ -130,8 +131,9 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], server: VizServer) -> Non
                 f"{_log_tail(server.log_path)}"
             )
         try:
-            server.get_json("/api/main")
-        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            server.get_json("api/main")
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as error:
+            last_error = error
             time.sleep(0.5)
             continue
         log = server.log_path.read_text(errors="replace")
@@ -141,8 +143,8 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], server: VizServer) -> Non
             pytest.fail(f"port {server.port} was taken before kedro viz bound it:\n{log}")
         time.sleep(0.5)
     pytest.fail(
-        f"kedro viz did not serve {server.url}api/main within {STARTUP_TIMEOUT_S:.0f} s:\n"
-        f"{_log_tail(server.log_path)}"
+        f"kedro viz did not serve {server.url}api/main within {STARTUP_TIMEOUT_S:.0f} s "
+        f"(last error: {last_error!r}):\n{_log_tail(server.log_path)}"
     )
 
 
@@ -174,12 +176,17 @@ def viz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
         log_path=tmp_path_factory.mktemp("kedro_viz") / "server.log",
     )
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1"}
-    command = [str(KEDRO), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port",
-               str(port)]
+    command = [str(KEDRO), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(port)]
     with server.log_path.open("wb") as log:
         # A new session makes the server and its uvicorn child one process group.
-        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             _wait_until_serving(proc, server)
             yield server
@@ -226,7 +233,7 @@ def test_viz_api_serves_registered_pipelines(
     viz_server: VizServer, project_pipelines: dict[str, Any]
 ) -> None:
     """/api/main lists every registered pipeline, and every node of `train` with its edges."""
-    main = viz_server.get_json("/api/main")
+    main = viz_server.get_json("api/main")
 
     pipeline_ids = {pipeline["id"] for pipeline in main["pipelines"]}
     assert pipeline_ids >= EXPECTED_PIPELINES
@@ -244,7 +251,7 @@ def test_viz_api_serves_registered_pipelines(
         assert "train" in main_tasks[name]["pipelines"], (name, main_tasks[name]["pipelines"])
 
     # The `train` view holds exactly train's nodes, wired to their inputs and outputs.
-    train = viz_server.get_json("/api/pipelines/train")
+    train = viz_server.get_json("api/pipelines/train")
     assert train["selected_pipeline"] == "train"
     tasks = {_task_name(node): node["id"] for node in train["nodes"] if node["type"] == "task"}
     assert set(tasks) == expected_names
@@ -273,7 +280,10 @@ class _GraphNodeCollector(HTMLParser):
 def _run_chromium(binary: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(binary), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False,
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_TIMEOUT_S,
+        check=False,
     )
     assert result.returncode == 0, f"chromium failed ({result.returncode}):\n{result.stderr}"
     return result
