@@ -48,7 +48,7 @@ def image_grid_figure(rows: list[list[torch.Tensor]], row_titles: list[str],
 def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str]) -> Figure:
     """Row-normalised confusion matrices side by side, one per weight set."""
     size = max(4.0, 0.3 * len(classes) + 2)
-    fig = Figure(figsize=(size * len(matrices), size), layout="constrained")
+    fig = Figure(figsize=(size * len(matrices), size + 0.6), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     annotate = len(classes) <= 20
     for ax, (name, counts) in zip(axes, matrices.items(), strict=True):
