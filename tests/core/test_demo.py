@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ def test_long_tail_counts_profile():
     assert counts == [150, 116, 90, 70, 54, 42, 32, 25, 19, 15]
     assert counts[0] == 150
     assert counts[-1] == 15
-    assert all(a > b for a, b in zip(counts, counts[1:]))
+    assert all(a > b for a, b in pairwise(counts))
 
 
 @pytest.mark.parametrize(

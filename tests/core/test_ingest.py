@@ -55,7 +55,8 @@ def test_class_folder_layout(tmp_path, png):
     assert report["num_skipped"] == 0
     assert set(manifest["path"]) == {f"{c}/{i:03d}.png" for c in ("cat", "dog")
                                      for i in range(10)}
-    assert dict(zip(manifest["label"], manifest["class_index"])) == {"cat": 0, "dog": 1}
+    class_index = dict(zip(manifest["label"], manifest["class_index"], strict=True))
+    assert class_index == {"cat": 0, "dog": 1}
 
 
 def test_detect_layout_class_folders(tmp_path, png):
@@ -118,7 +119,7 @@ def test_nested_subfolders_belong_to_their_class(tmp_path, png):
     png(tmp_path / "a" / "sub" / "mid.png")
     png(tmp_path / "b" / "one.png")
     manifest, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0)
-    labels = dict(zip(manifest["path"], manifest["label"]))
+    labels = dict(zip(manifest["path"], manifest["label"], strict=True))
     assert labels == {"a/top.png": "a", "a/sub/deeper/nested.png": "a", "a/sub/mid.png": "a",
                       "b/one.png": "b"}
 
@@ -150,10 +151,7 @@ def test_non_images_are_skipped_with_a_reason(tmp_path, png):
 @pytest.mark.parametrize("kind", [
     "garbage",
     "truncated",
-    pytest.param("bad_crc", marks=pytest.mark.xfail(
-        strict=True, raises=SyntaxError,
-        reason="src bug: PIL's verify() raises SyntaxError for a PNG chunk with a bad CRC, "
-               "and scan_image_folder does not catch SyntaxError")),
+    "bad_crc",
 ])
 def test_corrupt_png_is_skipped_not_fatal(tmp_path, png, kind):
     _fill(tmp_path, png, {"a": 3, "b": 3})
@@ -298,7 +296,8 @@ def test_manifest_columns_dtypes_and_order(tmp_path, png):
         assert manifest[column].dtype == np.int64, column
     # Sorted by split (train, val, test), class index, path.
     order = {"train": 0, "val": 1, "test": 2}
-    keys = list(zip(manifest["split"].map(order), manifest["class_index"], manifest["path"]))
+    keys = list(zip(manifest["split"].map(order), manifest["class_index"], manifest["path"],
+                    strict=True))
     assert keys == sorted(keys)
     assert manifest.index.tolist() == list(range(len(manifest)))
     assert set(manifest["split"]) == {"train", "val", "test"}

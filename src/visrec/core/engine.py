@@ -142,9 +142,11 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, updates
     decay_epochs = config.epochs if config.swa_start is None else config.swa_start
     if decay_epochs == 0:
         return None
+    warmup_epochs = min(config.warmup_epochs, decay_epochs - 1)
+    # warmup_prefix: the warmup reaches `lr`, then the cosine decays over the remaining epochs.
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched="cosine", num_epochs=decay_epochs,
-        warmup_epochs=min(config.warmup_epochs, decay_epochs - 1), warmup_lr=config.lr / 100,
+        optimizer, sched="cosine", num_epochs=decay_epochs - warmup_epochs,
+        warmup_epochs=warmup_epochs, warmup_prefix=True, warmup_lr=config.lr / 100,
         min_lr=config.swa_lr if config.swa_start is not None else config.lr / 1000,
         step_on_epochs=False, updates_per_epoch=updates_per_epoch)
     return scheduler

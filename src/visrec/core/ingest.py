@@ -114,7 +114,8 @@ def scan_image_folder(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                     continue
                 try:
                     width, height = read_image_size(path)
-                except (OSError, UnidentifiedImageError, ValueError) as error:
+                # PIL raises SyntaxError for broken PNG chunks (a bad CRC, for example).
+                except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
                     skipped.append((relative, f"unreadable: {error}"))
                     continue
                 given_split = split if split_dir != root else None

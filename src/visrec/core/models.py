@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 class WeightsError(ValueError):
@@ -20,30 +24,64 @@ def create_classifier(architecture: str, num_classes: int,
     Args:
         architecture: timm model name, such as ``resnet50d``.
         num_classes: Outputs of the classifier head.
-        pretrained_path: Local ``.safetensors`` or timm/PyTorch checkpoint; its classifier
-            is replaced when the class count differs. Loaded with ``weights_only=True``.
+        pretrained_path: Local ``.safetensors`` or timm/PyTorch checkpoint, read with
+            ``weights_only=True``. Every backbone tensor must fit; the file's classifier is
+            kept when its shape fits ``num_classes`` and freshly initialised otherwise.
 
     Raises:
-        WeightsError: If the file is missing or its tensors do not fit the architecture.
+        WeightsError: If the file is missing, unreadable, or does not fit the architecture.
     """
     import timm  # noqa: PLC0415 - `import timm` takes seconds; only load it when needed
 
-    if pretrained_path is None:
-        return timm.create_model(architecture, pretrained=False, num_classes=num_classes)
-    path = Path(pretrained_path)
+    model = timm.create_model(architecture, pretrained=False, num_classes=num_classes)
+    if pretrained_path is not None:
+        load_backbone_weights(model, architecture, Path(pretrained_path))
+    return model
+
+
+def _classifier_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the classifier head, named by timm's ``pretrained_cfg``."""
+    heads = model.pretrained_cfg.get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    return {key for key in model.state_dict() if key.rsplit(".", 1)[0] in heads}
+
+
+def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> None:
+    """Load ``path`` into ``model`` strictly, except for a classifier of another shape.
+
+    Raises:
+        WeightsError: If the file is missing, unreadable, or its tensors do not fit.
+    """
+    from safetensors import SafetensorError  # noqa: PLC0415
+    from timm.models import load_state_dict  # noqa: PLC0415
+
+    key = f"training.pretrained_path = '{path}'"
     if not path.is_file():
-        raise WeightsError(f"training.pretrained_path = '{path}': no such file")
+        raise WeightsError(f"{key}: no such file")
     try:
-        # timm's own loader: reads safetensors or a weights-only torch checkpoint and
-        # drops the classifier when `num_classes` differs from the file's.
-        return timm.create_model(architecture, pretrained=True, num_classes=num_classes,
-                                 pretrained_cfg_overlay={"file": str(path.resolve())})
-    except (RuntimeError, KeyError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0][:300]
-        raise WeightsError(
-            f"training.pretrained_path = '{path}': weights do not fit "
-            f"training.model = '{architecture}' ({first_line})"
-        ) from error
+        state = load_state_dict(str(path), weights_only=True)
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError,
+            pickle.UnpicklingError) as error:
+        raise WeightsError(f"{key}: not a readable safetensors or PyTorch weights file "
+                           f"({type(error).__name__}: {str(error)[:200]})") from error
+    own = model.state_dict()
+    head = _classifier_keys(model)
+    dropped = sorted(k for k in head if k in state and state[k].shape != own[k].shape)
+    for name in dropped:
+        del state[name]
+    missing = sorted(set(own) - set(state) - set(dropped))
+    unexpected = sorted(set(state) - set(own))
+    misfit = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if missing or unexpected or misfit:
+        problems = [f"{label} {names[:3]}{' ...' if len(names) > 3 else ''}"
+                    for label, names in (("missing", missing), ("unexpected", unexpected),
+                                         ("wrong shape", misfit)) if names]
+        raise WeightsError(f"{key}: weights do not fit training.model = '{architecture}': "
+                           + "; ".join(problems))
+    model.load_state_dict(state, strict=False)
+    if dropped:
+        logger.info("pretrained classifier %s replaced: the file has another class count",
+                    dropped)
 
 
 def resolve_input_config(model: nn.Module, image_size: int | None) -> dict[str, Any]:
@@ -81,14 +119,18 @@ def model_from_artifact(artifact: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
-def select_device(requested: str = "auto") -> torch.device:
+def select_device(requested: str = "auto", key: str = "training.device") -> torch.device:
     """``auto``: CUDA when a GPU is visible, else the CPU.
+
+    Args:
+        requested: ``auto``, ``cpu`` or ``cuda``.
+        key: The parameter that asked, named in the error.
 
     Raises:
         ValueError: If ``cuda`` is requested and no GPU is visible.
     """
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise ValueError(f"{key} = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def _test_probabilities(artifact: dict, test: pd.DataFrame, root: str,
                         params: EvaluationParams) -> np.ndarray:
     config = artifact["config"]
-    device = select_device(params.device)
+    device = select_device(params.device, key="evaluation.device")
     model = model_from_artifact(artifact).to(device)
     transform = build_eval_transform(config["image_size"], config["mean"], config["std"],
                                      config["interpolation"])

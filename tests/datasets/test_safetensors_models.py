@@ -1,0 +1,166 @@
+"""Tests of visrec.datasets.SafetensorsModelsDataset: weight sets as safetensors + JSON."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from kedro.io import DataCatalog, DatasetError
+from safetensors import safe_open
+
+from visrec.datasets import SafetensorsModelsDataset
+from visrec.datasets.safetensors_models import CONFIG_FILE, WEIGHTS_FILE
+
+
+def _weight_set(seed: int, classes: list[str]) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "weights": {
+            "conv.weight": torch.randn(4, 3, 3, 3, generator=generator),
+            "fc.weight": torch.randn(len(classes), 4, generator=generator),
+            "bn.num_batches_tracked": torch.tensor(7, dtype=torch.int64),
+            "half": torch.randn(2, 2, generator=generator).to(torch.float16),
+        },
+        "config": {"architecture": "test_resnet", "classes": classes, "image_size": 32,
+                   "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    }
+
+
+def _assert_same(loaded: dict, saved: dict) -> None:
+    assert set(loaded) == set(saved)
+    for name, artifact in saved.items():
+        assert loaded[name]["config"] == artifact["config"], name
+        assert set(loaded[name]["weights"]) == set(artifact["weights"]), name
+        for key, tensor in artifact["weights"].items():
+            got = loaded[name]["weights"][key]
+            assert got.dtype == tensor.dtype, (name, key)
+            assert torch.equal(got, tensor), (name, key)
+
+
+@pytest.fixture
+def models() -> dict:
+    return {"final": _weight_set(0, ["a", "b", "c"]), "swa": _weight_set(1, ["a", "b", "c"])}
+
+
+def test_round_trip(tmp_path, models):
+    dataset = SafetensorsModelsDataset(path=str(tmp_path / "classifier"))
+    dataset.save(models)
+    _assert_same(dataset.load(), models)
+
+
+def test_files_on_disk_are_safetensors_and_json(tmp_path, models):
+    root = tmp_path / "classifier"
+    SafetensorsModelsDataset(path=str(root)).save(models)
+    assert sorted(p.name for p in root.iterdir()) == ["final", "swa"]
+    for name in ("final", "swa"):
+        folder = root / name
+        assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+        assert WEIGHTS_FILE == "model.safetensors" and CONFIG_FILE == "config.json"
+        raw = (folder / WEIGHTS_FILE).read_bytes()
+        # safetensors: an 8-byte little-endian header length, then a JSON header; no pickle.
+        (header_length,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8:8 + header_length])
+        assert set(header) - {"__metadata__"} == set(models[name]["weights"])
+        assert not raw.startswith(b"\x80")  # a pickle stream starts with PROTO 0x80
+        with safe_open(folder / WEIGHTS_FILE, framework="pt") as handle:
+            assert set(handle.keys()) == set(models[name]["weights"])
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        assert config == models[name]["config"]
+    # No staging or retired folders are left beside the dataset.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+
+
+def test_saving_again_replaces_stale_weight_sets(tmp_path, models):
+    root = tmp_path / "classifier"
+    dataset = SafetensorsModelsDataset(path=str(root))
+    dataset.save(models)
+    replacement = {"final": _weight_set(5, ["x", "y"])}
+    dataset.save(replacement)
+    loaded = dataset.load()
+    assert list(loaded) == ["final"]
+    _assert_same(loaded, replacement)
+    assert not (root / "swa").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+
+
+def test_failed_save_keeps_the_previous_weights(tmp_path, models):
+    root = tmp_path / "classifier"
+    dataset = SafetensorsModelsDataset(path=str(root))
+    dataset.save(models)
+    broken = {"final": _weight_set(9, ["a"]),
+              "swa": {"weights": {"fc.weight": [[1.0, 2.0]]}, "config": {}}}  # not a tensor
+    with pytest.raises(DatasetError):
+        dataset.save(broken)
+    _assert_same(dataset.load(), models)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]  # staging removed
+
+
+def test_unserialisable_config_keeps_the_previous_weights(tmp_path, models):
+    dataset = SafetensorsModelsDataset(path=str(tmp_path / "classifier"))
+    dataset.save(models)
+    broken = {"final": {**_weight_set(9, ["a"]), "config": {"device": torch.device("cpu")}}}
+    with pytest.raises(DatasetError):
+        dataset.save(broken)
+    _assert_same(dataset.load(), models)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+
+
+def test_exists(tmp_path, models):
+    root = tmp_path / "classifier"
+    dataset = SafetensorsModelsDataset(path=str(root))
+    assert not dataset.exists()
+    root.mkdir()
+    (root / "final").mkdir()  # a folder without weights is not a saved model
+    assert not dataset.exists()
+    dataset.save(models)
+    assert dataset.exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "a b", "", "x/y", "näme"])
+def test_bad_weight_set_name_is_rejected(tmp_path, models, name):
+    root = tmp_path / "classifier"
+    dataset = SafetensorsModelsDataset(path=str(root))
+    with pytest.raises(DatasetError, match="must use letters, digits"):
+        dataset.save({name: models["final"]})
+    assert not root.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_name_leaves_saved_weights_alone(tmp_path, models):
+    dataset = SafetensorsModelsDataset(path=str(tmp_path / "classifier"))
+    dataset.save(models)
+    with pytest.raises(DatasetError):
+        dataset.save({"good": models["final"], "bad name": models["swa"]})
+    _assert_same(dataset.load(), models)
+
+
+def test_load_without_models_is_an_error(tmp_path):
+    dataset = SafetensorsModelsDataset(path=str(tmp_path / "nothing"))
+    with pytest.raises(DatasetError, match=r"no trained models at .*nothing"):
+        dataset.load()
+
+
+def test_load_ignores_folders_without_weights(tmp_path, models):
+    root = tmp_path / "classifier"
+    dataset = SafetensorsModelsDataset(path=str(root))
+    dataset.save(models)
+    (root / "notes").mkdir()
+    (root / "README.txt").write_text("hello")
+    assert sorted(dataset.load()) == ["final", "swa"]
+
+
+def test_describe_and_metadata(tmp_path):
+    dataset = SafetensorsModelsDataset(path=str(tmp_path / "m"), metadata={"owner": "ml"})
+    assert dataset.metadata == {"owner": "ml"}
+    assert str(tmp_path / "m") in str(dataset)
+
+
+def test_catalog_entry(tmp_path, models):
+    catalog = DataCatalog.from_config({"trained_models": {
+        "type": "visrec.datasets.SafetensorsModelsDataset",
+        "path": str(tmp_path / "06_models" / "classifier")}})
+    catalog.save("trained_models", models)
+    _assert_same(catalog.load("trained_models"), models)
+    assert (tmp_path / "06_models" / "classifier" / "swa" / WEIGHTS_FILE).is_file()

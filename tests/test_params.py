@@ -1,0 +1,249 @@
+"""Tests of visrec.params: typed parameter blocks and their error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+
+from visrec.params import (
+    AugmentationParams,
+    ClassBalanceParams,
+    DemoDataParams,
+    EvaluationParams,
+    IngestionParams,
+    ParameterError,
+    Params,
+    SwaParams,
+    TrainingParams,
+)
+from visrec.settings import CONFIG_LOADER_ARGS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+BLOCKS: dict[str, type[Params]] = {
+    "demo_data": DemoDataParams,
+    "ingestion": IngestionParams,
+    "class_balance": ClassBalanceParams,
+    "augmentation": AugmentationParams,
+    "training": TrainingParams,
+    "evaluation": EvaluationParams,
+}
+
+
+def _base_parameters() -> dict:
+    merged: dict = {}
+    for path in sorted((CONF / "base").glob("parameters*.yml")):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        assert not set(loaded) & set(merged), f"{path.name} repeats a block"
+        merged |= loaded
+    return merged
+
+
+def _error(model: type[Params], raw: dict) -> str:
+    with pytest.raises(ParameterError) as info:
+        model.model_validate(raw)
+    return str(info.value)
+
+
+# --- the project's own configuration ----------------------------------------------------
+
+
+def test_every_block_has_a_model():
+    parameters = _base_parameters()
+    assert set(parameters) == {*BLOCKS, "seed"}
+    assert isinstance(parameters["seed"], int)
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_base_parameters_validate(block):
+    raw = _base_parameters()[block]
+    params = BLOCKS[block].model_validate(raw)
+    dumped = params.model_dump()
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            for inner_key, inner_value in value.items():
+                assert dumped[key][inner_key] == inner_value, f"{block}.{key}.{inner_key}"
+        elif isinstance(value, list):
+            assert list(dumped[key]) == value, f"{block}.{key}"
+        else:
+            assert dumped[key] == value, f"{block}.{key}"
+
+
+def test_base_training_values():
+    training = TrainingParams.model_validate(_base_parameters()["training"])
+    assert (training.model, training.epochs, training.batch_size) == ("resnet18", 30, 64)
+    assert training.image_size == 32
+    assert training.pretrained_path is None
+    assert training.swa == SwaParams(enabled=True, start_fraction=0.75, lr=0.05,
+                                     anneal_epochs=1)
+
+
+@pytest.mark.parametrize("env", ["local", "test"])
+def test_parameters_of_each_environment_validate(env):
+    loader = OmegaConfigLoader(conf_source=str(CONF), env=env, **CONFIG_LOADER_ARGS)
+    parameters = loader["parameters"]
+    validated = {block: model.model_validate(parameters[block]) for block, model in BLOCKS.items()}
+    if env == "test":
+        training = validated["training"]
+        assert (training.model, training.epochs, training.batch_size) == ("test_resnet", 3, 32)
+        assert training.swa.start_fraction == 0.5
+        assert training.swa.lr == 0.05  # soft merge keeps the base keys of the block
+        assert training.image_size == 32
+        assert validated["augmentation"].preview_images == 2
+        assert validated["augmentation"].hflip is False
+
+
+def test_defaults_are_valid():
+    for block, model in BLOCKS.items():
+        if block == "ingestion":
+            continue  # root has no default
+        assert model.model_validate({}) == model()
+
+
+# --- error messages ----------------------------------------------------------------------
+
+
+def test_error_names_the_full_key_and_value():
+    message = _error(TrainingParams, {"epochs": 0})
+    assert "training.epochs = 0" in message
+    assert "greater than or equal to 1" in message
+    assert issubclass(ParameterError, ValueError)
+
+
+def test_error_has_no_pydantic_traceback_chain():
+    with pytest.raises(ParameterError) as info:
+        TrainingParams.model_validate({"epochs": 0})
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+    assert not isinstance(info.value, pydantic.ValidationError)
+
+
+def test_unknown_timm_model():
+    message = _error(TrainingParams, {"model": "resnet999"})
+    assert "training.model = 'resnet999'" in message
+    assert "not a timm architecture" in message
+    assert "close names:" in message
+    assert "resnet" in message.split("close names:")[1]
+
+
+def test_unknown_timm_model_without_close_names():
+    message = _error(TrainingParams, {"model": "qqqqqqqqqq"})
+    assert "training.model = 'qqqqqqqqqq'" in message
+    assert "timm.list_models()" in message
+
+
+def test_tiny_timm_model_is_known():
+    assert TrainingParams.model_validate({"model": "test_resnet"}).model == "test_resnet"
+
+
+@pytest.mark.parametrize(("model", "raw", "key"), [
+    (TrainingParams, {"epoch": 10}, "training.epoch"),
+    (TrainingParams, {"swa": {"start": 0.5}}, "training.swa.start"),
+    (AugmentationParams, {"polcy": "none"}, "augmentation.polcy"),
+    (EvaluationParams, {"batchsize": 3}, "evaluation.batchsize"),
+])
+def test_unknown_key(model, raw, key):
+    message = _error(model, raw)
+    assert f"{key}: unknown parameter" in message
+
+
+def test_strategy_lists_accepted_values():
+    message = _error(ClassBalanceParams, {"strategy": "bogus"})
+    assert "class_balance.strategy = 'bogus'" in message
+    for accepted in ("'none'", "'class_weights'", "'sampler'"):
+        assert accepted in message
+
+
+def test_augmentation_policy_lists_accepted_values():
+    message = _error(AugmentationParams, {"policy": "autoaugment"})
+    assert "augmentation.policy = 'autoaugment'" in message
+    for accepted in ("'none'", "'flip_crop'", "'randaugment'"):
+        assert accepted in message
+
+
+def test_pretrained_path_must_exist(tmp_path):
+    missing = tmp_path / "missing.safetensors"
+    message = _error(TrainingParams, {"pretrained_path": str(missing)})
+    assert f"training.pretrained_path = '{missing}'" in message
+    assert "no such file" in message
+    present = tmp_path / "weights.safetensors"
+    present.write_bytes(b"\0")
+    params = TrainingParams.model_validate({"pretrained_path": str(present)})
+    assert params.pretrained_path == str(present)
+
+
+@pytest.mark.parametrize(("epochs", "warmup"), [(5, 5), (3, 7), (1, 1)])
+def test_warmup_must_be_shorter_than_the_run(epochs, warmup):
+    message = _error(TrainingParams, {"epochs": epochs, "warmup_epochs": warmup})
+    assert (f"training.warmup_epochs = {warmup} must be smaller than "
+            f"training.epochs = {epochs}") in message
+
+
+@pytest.mark.parametrize(("epochs", "warmup"), [(5, 4), (1, 0), (2, 0)])
+def test_warmup_inside_the_run_is_valid(epochs, warmup):
+    params = TrainingParams.model_validate({"epochs": epochs, "warmup_epochs": warmup})
+    assert (params.epochs, params.warmup_epochs) == (epochs, warmup)
+
+
+def test_nested_swa_key():
+    message = _error(TrainingParams, {"swa": {"lr": 0}})
+    assert "training.swa.lr = 0" in message
+    assert "greater than 0" in message
+    # The block validated alone names the same key.
+    assert "training.swa.lr = -1" in _error(SwaParams, {"lr": -1})
+    message = _error(TrainingParams, {"swa": {"start_fraction": 1.0}})
+    assert "training.swa.start_fraction = 1.0" in message
+
+
+def test_one_line_per_bad_key():
+    message = _error(TrainingParams, {"epochs": 0, "batch_size": -2, "device": "tpu", "x": 1})
+    lines = message.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("training.epochs = 0:")
+    assert any(line.startswith("training.batch_size = -2:") for line in lines)
+    assert any(line.startswith("training.device = 'tpu':") for line in lines)
+    assert "training.x: unknown parameter (check the spelling)" in lines
+
+
+def test_missing_required_key():
+    assert "ingestion.root: required but not set" in _error(IngestionParams, {})
+
+
+def test_blank_ingestion_root():
+    message = _error(IngestionParams, {"root": "   "})
+    assert "ingestion.root = '   '" in message
+    assert "give the path of an image folder" in message
+
+
+@pytest.mark.parametrize("fraction_key", ["val_fraction", "test_fraction"])
+def test_carve_fractions_below_half(fraction_key):
+    message = _error(IngestionParams, {"root": "data", fraction_key: 0.5})
+    assert f"ingestion.{fraction_key} = 0.5" in message
+
+
+@pytest.mark.parametrize("scale", [[0.9, 0.5], [0.0, 1.0], [0.5, 1.5]])
+def test_augmentation_scale_range(scale):
+    message = _error(AugmentationParams, {"scale": scale})
+    assert "augmentation.scale" in message
+    assert "need 0 < low <= high <= 1" in message
+
+
+@pytest.mark.parametrize(("model", "raw", "expected"), [
+    (DemoDataParams, {"image_size": 4}, "demo_data.image_size = 4"),
+    (DemoDataParams, {"imbalance_ratio": 0.5}, "demo_data.imbalance_ratio = 0.5"),
+    (TrainingParams, {"lr": 20}, "training.lr = 20"),
+    (TrainingParams, {"momentum": 1.0}, "training.momentum = 1.0"),
+    (TrainingParams, {"image_size": 2048}, "training.image_size = 2048"),
+    (EvaluationParams, {"device": "gpu"}, "evaluation.device = 'gpu'"),
+])
+def test_range_errors(model, raw, expected):
+    assert expected in _error(model, raw)
+
+
+def test_params_are_frozen():
+    params = TrainingParams.model_validate({"epochs": 4})
+    with pytest.raises(pydantic.ValidationError):
+        params.epochs = 5
