@@ -32,8 +32,9 @@ demo-data: install
 ## run: set up, make the demo data when missing, run the default pipeline (train)
 run: demo-data
 	$(BIN)/kedro run
-	@# Record what `kedro run` made in dvc.lock, so that `dvc repro` reruns only what changes.
-	$(BIN)/dvc commit --force --quiet
+	@# Record what `kedro run` made in dvc.lock, so that `dvc repro` reruns only what changes
+	@# (DVC needs the git checkout; a copy without .git skips this step).
+	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet; fi
 
 ## test: set up, then run the whole test suite
 test: install

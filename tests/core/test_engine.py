@@ -549,3 +549,25 @@ def test_corrupt_safetensors_file(tmp_path, weights_file):
     broken.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(WeightsError, match=r"training\.pretrained_path = "):
         create_classifier(ARCH, 3, pretrained_path=str(broken))
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_pytorch_checkpoint_loads_weights_only(tmp_path, weights_file, wrapped):
+    """A torch checkpoint (plain state dict, or timm's {"state_dict": ...}) loads too."""
+    _, state = weights_file
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"state_dict": state, "epoch": 3} if wrapped else state, path)
+    model = create_classifier(ARCH, 3, pretrained_path=str(path))
+    assert torch.equal(model.state_dict()["fc.weight"], state["fc.weight"])
+
+
+class _NotWeights:
+    """An arbitrary object: unpickling it would run code of the file's choosing."""
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path, weights_file):
+    _, state = weights_file
+    path = tmp_path / "pickled.pth"
+    torch.save({"state_dict": state, "extra": _NotWeights()}, path)
+    with pytest.raises(WeightsError, match=r"training\.pretrained_path = .*not a readable"):
+        create_classifier(ARCH, 3, pretrained_path=str(path))
