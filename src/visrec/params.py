@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ParameterError(ValueError):
@@ -144,7 +144,7 @@ class TrainingParams(Params):
     lr: float = Field(0.2, gt=0.0, le=10.0, description="learning rate per 256 images")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
-    warmup_epochs: int = Field(1, ge=0)
+    warmup_epochs: int = Field(1, ge=0, description="shortened to fit short runs, with a warning")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int | None = Field(None, ge=0, description="None: automatic")
@@ -168,15 +168,6 @@ class TrainingParams(Params):
                 "no such file; give a local .safetensors or timm checkpoint (.pth, .bin)"
             )
         return value
-
-    @model_validator(mode="after")
-    def _warmup_inside_run(self) -> TrainingParams:
-        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
-            raise ValueError(
-                f"training.warmup_epochs = {self.warmup_epochs} must be smaller than "
-                f"training.epochs = {self.epochs}"
-            )
-        return self
 
 
 class EvaluationParams(Params):

@@ -571,3 +571,22 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path, weights_file):
     torch.save({"state_dict": state, "extra": _NotWeights()}, path)
     with pytest.raises(WeightsError, match=r"training\.pretrained_path = .*not a readable"):
         create_classifier(ARCH, 3, pretrained_path=str(path))
+
+
+def test_warmup_longer_than_the_schedule_is_shortened(images, caplog):
+    """3 epochs, SWA from epoch 2: 5 warmup epochs become 1, and the log says so."""
+    config = FitConfig(epochs=3, lr=0.02, warmup_epochs=5, swa_start=2, swa_lr=0.01)
+    used: list[float] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: used.append(optimizer.param_groups[0]["lr"]))
+    try:
+        with caplog.at_level("WARNING", logger="visrec.core.engine"):
+            _, swa_model, history = _run(images, config, with_val=False)
+    finally:
+        handle.remove()
+    assert "training.warmup_epochs = 5 shortened to 1" in caplog.text
+    steps = len(used) // 3
+    assert used[0] == pytest.approx(0.02 / 100)  # warmup over the first epoch ...
+    assert used[steps] == pytest.approx(0.02)  # ... reaches the peak at the second
+    assert swa_model is not None
+    assert history["phase"].tolist() == ["train", "train", "swa"]

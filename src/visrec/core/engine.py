@@ -143,6 +143,9 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, updates
     if decay_epochs == 0:
         return None
     warmup_epochs = min(config.warmup_epochs, decay_epochs - 1)
+    if warmup_epochs < config.warmup_epochs:
+        logger.warning("training.warmup_epochs = %d shortened to %d: the schedule before SWA "
+                       "has %d epochs", config.warmup_epochs, warmup_epochs, decay_epochs)
     # warmup_prefix: the warmup reaches `lr`, then the cosine decays over the remaining epochs.
     scheduler, _ = create_scheduler_v2(
         optimizer, sched="cosine", num_epochs=decay_epochs - warmup_epochs,
