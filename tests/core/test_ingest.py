@@ -317,3 +317,25 @@ def test_build_manifest_is_seed_deterministic(tmp_path, png):
     other, _ = build_manifest(tmp_path, 0.2, 0.2, seed=6)
     assert set(first.loc[first["split"] == "test", "path"]) != set(
         other.loc[other["split"] == "test", "path"])
+
+
+def test_truncated_jpeg_is_skipped_at_ingestion(tmp_path, png):
+    """PIL's verify() passes a JPEG cut in half; decoding it at ingestion does not."""
+    _fill(tmp_path, png, {"a": 3, "b": 3})
+    rng = np.random.default_rng(0)
+    full = tmp_path / "full.jpg"
+    Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(full)
+    data = full.read_bytes()
+    full.unlink()
+    (tmp_path / "a" / "half.jpg").write_bytes(data[: len(data) // 2])
+    manifest, report = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    assert "a/half.jpg" not in set(manifest["path"])
+    reasons = {r["path"]: r["reason"] for r in report["skipped"]}
+    assert reasons["a/half.jpg"].startswith("unreadable: ")
+
+
+def test_report_keeps_a_relative_root_relative(tmp_path, png, monkeypatch):
+    _fill(tmp_path / "images", png, {"a": 2, "b": 2})
+    monkeypatch.chdir(tmp_path)
+    _, report = build_manifest("images", 0.0, 0.0, seed=0)
+    assert report["root"] == "images"  # portable: the manifest's paths are relative to it

@@ -8,14 +8,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+SIXTEEN_BIT_TO_EIGHT = 257.0  # 65535 / 255
+INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB as a person sees the image: EXIF orientation applied, 16-bit and float
+    intensities mapped onto 0..255, grayscale, palette, alpha and CMYK converted.
+
+    Args:
+        image: A decoded PIL image of any mode.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in INTEGER_MODES:
+        pixels = np.asarray(image, dtype=np.float64) / SIXTEEN_BIT_TO_EIGHT
+        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8))
+    elif image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        pixels = pixels * 255.0 if pixels.max(initial=0.0) <= 1.0 else pixels  # [0, 1] floats
+        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8))
+    return image.convert("RGB")
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image file as 8-bit RGB (grayscale, palette and alpha converted)."""
+    """Decode an image file as 8-bit RGB (see :func:`to_rgb`)."""
     with Image.open(path) as image:
-        return image.convert("RGB")
+        return to_rgb(image)
 
 
 class ManifestImageDataset(Dataset):

@@ -17,6 +17,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test"}
 SPLITS = ("train", "val", "test")
+EXIF_ORIENTATION = 0x0112
+ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
 MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "width", "height", "bytes"]
 
 
@@ -77,15 +79,20 @@ def _walk_images(class_dir: Path) -> list[Path]:
 
 
 def read_image_size(path: Path) -> tuple[int, int]:
-    """Width and height of an image file, after checking that it decodes.
+    """Width and height of an image as shown (EXIF orientation applied), after decoding it.
+
+    Decoding every pixel here means a truncated or corrupt file is reported at ingestion,
+    not found mid-epoch by a DataLoader worker.
 
     Raises:
         OSError: If the file is not a readable image.
     """
     with Image.open(path) as image:
-        size = image.size
-        image.verify()  # checks the file's structure without keeping pixels
-    return size
+        image.load()
+        width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION) in ROTATED_ORIENTATIONS:
+            width, height = height, width
+    return width, height
 
 
 def scan_image_folder(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -179,12 +186,14 @@ def build_manifest(root: str | Path, val_fraction: float, test_fraction: float,
 
     Returns:
         ``(manifest, report)``: the manifest has :data:`MANIFEST_COLUMNS`, sorted by split,
-        class and path; the report holds root, classes, counts and skipped files.
+        class and path; the report holds the root as configured (a relative root stays
+        relative to the project), classes, counts and skipped files.
 
     Raises:
         IngestionError: If the folder is missing, holds no images, or fewer than 2 classes.
     """
-    root = Path(root).expanduser().resolve()
+    given = Path(root).expanduser()  # kept as configured: relative paths stay portable
+    root = given.resolve()
     if not root.is_dir():
         raise IngestionError(f"ingestion.root = '{root}': folder does not exist")
     images, skipped = scan_image_folder(root)
@@ -217,7 +226,7 @@ def build_manifest(root: str | Path, val_fraction: float, test_fraction: float,
          "height": "int64", "bytes": "int64"})
     manifest["split"] = manifest["split"].astype(str)
     report = {
-        "root": str(root),
+        "root": str(given),
         "classes": classes,
         "num_images": len(manifest),
         "counts": {s: manifest.loc[manifest["split"] == s, "label"].value_counts()
