@@ -240,3 +240,7 @@ def test_params_are_frozen():
     params = TrainingParams.model_validate({"epochs": 4})
     with pytest.raises(pydantic.ValidationError):
         params.epochs = 5
+
+
+def test_timm_name_with_a_pretrained_tag_is_accepted():
+    assert TrainingParams.model_validate({"model": "resnet18.a1_in1k"}).model == "resnet18.a1_in1k"

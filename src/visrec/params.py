@@ -154,7 +154,7 @@ class TrainingParams(Params):
     @classmethod
     def _known_architecture(cls, value: str) -> str:
         known = _timm_models()
-        if value not in known:
+        if value.split(".", 1)[0] not in known:  # a pretrained tag may follow: resnet50.a1_in1k
             close = difflib.get_close_matches(value, known, n=5, cutoff=0.6)
             hint = f"close names: {', '.join(close)}" if close else "see timm.list_models()"
             raise ValueError(f"not a timm architecture; {hint}")

@@ -94,3 +94,12 @@ def test_confusion_counts():
                                            [1, 0, 0, 0]])
     assert matrix.sum() == len(labels)
     assert np.trace(matrix) == 3
+
+
+def test_macro_f1_skips_classes_absent_from_labels_and_predictions():
+    """A class too small to have a test image must not count as F1 = 0."""
+    labels = np.array([0, 0, 1, 1])
+    probabilities = np.eye(3)[[0, 0, 1, 1]]  # perfect on classes 0 and 1; class 2 unseen
+    metrics = classification_metrics(labels, probabilities)
+    assert metrics["macro_f1"] == pytest.approx(1.0)
+    assert metrics["balanced_accuracy"] == pytest.approx(1.0)

@@ -164,3 +164,22 @@ def test_catalog_entry(tmp_path, models):
     catalog.save("trained_models", models)
     _assert_same(catalog.load("trained_models"), models)
     assert (tmp_path / "06_models" / "classifier" / "swa" / WEIGHTS_FILE).is_file()
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    import torch
+
+    from visrec.datasets import SafetensorsModelsDataset
+
+    umask = os.umask(0o022)
+    try:
+        dataset = SafetensorsModelsDataset(path=str(tmp_path / "models"))
+        dataset.save({"final": {"weights": {"w": torch.zeros(2)}, "config": {"a": 1}}})
+    finally:
+        os.umask(umask)
+    folder = tmp_path / "models"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # not mkdtemp's 0700
+    assert stat.S_IMODE((folder / "final" / "model.safetensors").stat().st_mode) == 0o644

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
 
 STRATEGIES = ("none", "class_weights", "sampler")
 
@@ -34,9 +35,10 @@ def imbalance_ratio(train_counts: np.ndarray) -> float:
 
 
 def inverse_frequency_weights(train_counts: np.ndarray) -> np.ndarray:
-    """Per-class weights ``N / (K * n_c)``: 1 for every class when classes are balanced."""
-    counts = train_counts.astype(np.float64)
-    return counts.sum() / (len(counts) * counts)
+    """Per-class weights ``N / (K * n_c)`` (scikit-learn's "balanced"): 1 for balanced classes."""
+    classes = np.arange(len(train_counts))
+    return compute_class_weight("balanced", classes=classes,
+                                y=np.repeat(classes, np.asarray(train_counts, dtype=np.int64)))
 
 
 def make_balance_plan(strategy: str, classes: list[str], train_counts: np.ndarray) -> dict:

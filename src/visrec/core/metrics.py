@@ -24,8 +24,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         probabilities: Predicted class probabilities (or scores), shape (N, K).
 
     Returns:
-        top1, top5 (only with more than 5 classes), balanced_accuracy, macro_f1 and
-        num_test_images.
+        top1, top5 (only with more than 5 classes), balanced_accuracy, macro_f1 (over the
+        classes present in ``labels`` or predicted) and num_test_images.
     """
     num_classes = probabilities.shape[1]
     predicted = probabilities.argmax(axis=1)
@@ -34,8 +34,11 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         metrics["top5"] = float(top_k_accuracy_score(labels, probabilities, k=TOP_K,
                                                      labels=np.arange(num_classes)))
     metrics["balanced_accuracy"] = float(balanced_accuracy_score(labels, predicted))
-    metrics["macro_f1"] = float(f1_score(labels, predicted, average="macro",
-                                         labels=np.arange(num_classes), zero_division=0))
+    # Classes absent from both the test labels and the predictions (a class too small to
+    # carve a test image from) would count as F1 = 0; like balanced accuracy, skip them.
+    present = np.union1d(labels, predicted)
+    metrics["macro_f1"] = float(f1_score(labels, predicted, average="macro", labels=present,
+                                         zero_division=0))
     metrics["num_test_images"] = len(labels)
     return metrics
 

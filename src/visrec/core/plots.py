@@ -7,6 +7,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+MAX_INCHES = 30.0  # figures grow with the class count up to this side
+MAX_LABELLED_CLASSES = 60  # beyond this, tick labels would overlap into a black band
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 
@@ -16,13 +18,15 @@ def class_distribution_figure(counts: pd.DataFrame, imbalance_ratio: float) -> F
     splits = [s for s in SPLIT_COLOURS if s in ordered and ordered[s].sum() > 0]
     positions = np.arange(len(ordered))
     width = 0.8 / len(splits)
-    fig = Figure(figsize=(max(6.0, 0.35 * len(ordered) + 2), 4), layout="constrained")
+    fig = Figure(figsize=(min(MAX_INCHES, max(6.0, 0.35 * len(ordered) + 2)), 4),
+                 layout="constrained")
     ax = fig.add_subplot()
     for i, split in enumerate(splits):
         ax.bar(positions + i * width, ordered[split], width, label=split,
                color=SPLIT_COLOURS[split])
-    ax.set_xticks(positions + width * (len(splits) - 1) / 2, ordered["label"],
-                  rotation=90 if len(ordered) > 20 else 0)
+    if len(ordered) <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(positions + width * (len(splits) - 1) / 2, ordered["label"],
+                      rotation=90 if len(ordered) > 20 else 0)
     ax.set_ylabel("images")
     ax.set_title(f"Images per class (train imbalance ratio {imbalance_ratio:.1f})")
     ax.legend()
@@ -47,16 +51,17 @@ def image_grid_figure(rows: list[list[torch.Tensor]], row_titles: list[str],
 
 def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str]) -> Figure:
     """Row-normalised confusion matrices side by side, one per weight set."""
-    size = max(4.0, 0.3 * len(classes) + 2)
+    size = min(MAX_INCHES / len(matrices), max(4.0, 0.3 * len(classes) + 2))
     fig = Figure(figsize=(size * len(matrices), size + 0.6), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     annotate = len(classes) <= 20
     for ax, (name, counts) in zip(axes, matrices.items(), strict=True):
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        ticks = np.arange(len(classes))
-        ax.set_xticks(ticks, classes, rotation=90, fontsize=7)
-        ax.set_yticks(ticks, classes, fontsize=7)
+        if len(classes) <= MAX_LABELLED_CLASSES:
+            ticks = np.arange(len(classes))
+            ax.set_xticks(ticks, classes, rotation=90, fontsize=7)
+            ax.set_yticks(ticks, classes, fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{name} weights (row-normalised)")

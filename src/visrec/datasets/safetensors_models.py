@@ -12,6 +12,7 @@ crash mid-save leaves the previous weights intact.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -63,6 +64,8 @@ class SafetensorsModelsDataset(AbstractDataset[dict[str, dict], dict[str, dict]]
             raise DatasetError(f"weight-set names {bad} must use letters, digits, '_', '.', '-'")
         self._path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self._path.name}.", dir=self._path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
         try:
             for name, artifact in data.items():
                 folder = staging / name
@@ -71,6 +74,9 @@ class SafetensorsModelsDataset(AbstractDataset[dict[str, dict], dict[str, dict]]
                 (folder / CONFIG_FILE).write_text(
                     json.dumps(artifact["config"], indent=2, sort_keys=True) + "\n",
                     encoding="utf-8")
+            # mkdtemp and safetensors create owner-only entries; give the usual permissions.
+            for entry in (staging, *staging.rglob("*")):
+                entry.chmod((0o777 if entry.is_dir() else 0o666) & ~umask)
             retired = self._path.with_name(f".{self._path.name}.old")
             shutil.rmtree(retired, ignore_errors=True)
             if self._path.exists():

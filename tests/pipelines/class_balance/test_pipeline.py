@@ -35,4 +35,8 @@ def test_plan_and_counts(ingested, strategy):
         assert plan["class_weights"] is None
     if strategy == "sampler":
         assert np.allclose(np.asarray(plan["sampling_weights"]) * train, 1.0)
-    assert isinstance(catalog["class_distribution_plot"].load(), Figure)
+    figure = catalog["class_distribution_plot"].load()
+    assert isinstance(figure, Figure)
+    bars = figure.axes[0].patches
+    assert len(bars) == 3 * 10  # train, val and test bars for each class
+    assert sorted(b.get_height() for b in bars[:10]) == sorted(train.tolist())

@@ -6,9 +6,19 @@ import pytest
 from visrec.params import EvaluationParams
 from visrec.pipelines.evaluation.nodes import evaluate_models
 
+REPORT = {"classes": ["a", "b"], "root": "."}
+
+
+def _manifest(split: str) -> pd.DataFrame:
+    return pd.DataFrame({"path": ["a.png"], "label": ["a"], "class_index": [0],
+                         "split": [split], "width": [8], "height": [8], "bytes": [1]})
+
 
 def test_no_test_images_is_a_clear_error():
-    manifest = pd.DataFrame({"path": ["a.png"], "label": ["a"], "class_index": [0],
-                             "split": ["train"], "width": [8], "height": [8], "bytes": [1]})
     with pytest.raises(ValueError, match=r"ingestion\.test_fraction"):
-        evaluate_models({}, manifest, {"classes": ["a", "b"], "root": "."}, EvaluationParams())
+        evaluate_models({"final": {}}, _manifest("train"), REPORT, EvaluationParams())
+
+
+def test_no_trained_weights_is_a_clear_error():
+    with pytest.raises(ValueError, match="run the training pipeline first"):
+        evaluate_models({}, _manifest("test"), REPORT, EvaluationParams())

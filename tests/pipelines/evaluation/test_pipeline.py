@@ -25,8 +25,13 @@ def test_metrics_per_weight_set(tiny_params):
         assert set(values) == {"top1", "top5", "balanced_accuracy", "macro_f1",
                                "num_test_images"}
         assert values["num_test_images"] == 60
-        rows = predictions[predictions["weights"] == name]
-        assert values["top1"] == pytest.approx(np.mean(rows["actual"] == rows["predicted"]))
+        hits = predictions["actual"] == predictions[f"predicted_{name}"]
+        assert values["top1"] == pytest.approx(np.mean(hits))
+        assert predictions[f"confidence_{name}"].between(0, 1).all()
         assert values["top1"] <= values["top5"]
         assert report.loc[report["weights"] == name, "support"].sum() == 60
-    assert isinstance(catalog["confusion_matrix"].load(), Figure)
+    assert len(predictions) == 60
+    figure = catalog["confusion_matrix"].load()
+    assert isinstance(figure, Figure)
+    assert [ax.get_title() for ax in figure.axes] == ["final weights (row-normalised)",
+                                                       "swa weights (row-normalised)"]

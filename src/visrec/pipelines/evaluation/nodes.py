@@ -39,26 +39,30 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
     Returns:
         ``(metrics, per_class, confusion_plot, predictions)``: headline metrics per weight
         set; per-class precision/recall/F1/support per weight set; confusion matrices;
-        one row per test image and weight set (for ``dvc plots``).
+        one row per test image with ``predicted_<weights>`` and ``confidence_<weights>``.
     """
+    if not trained_models:
+        raise ValueError("evaluation: no trained weights in data/06_models/classifier; "
+                         "run the training pipeline first")
     test = manifest[manifest["split"] == "test"]
     if test.empty:
         raise ValueError("evaluation: the manifest has no test images; set "
                          "ingestion.test_fraction > 0 or add a test/ folder")
     classes = ingestion_report["classes"]
     labels = test["class_index"].to_numpy()
-    metrics, reports, matrices, predictions = {}, [], {}, []
+    metrics, reports, matrices = {}, [], {}
+    # One column pair per weight set, so each gets its own `dvc plots` confusion matrix.
+    predictions = pd.DataFrame({"path": test["path"].to_numpy(),
+                                "actual": test["label"].to_numpy()})
     for name, artifact in trained_models.items():
         probabilities = _test_probabilities(artifact, test, ingestion_report["root"], params)
         predicted = probabilities.argmax(axis=1)
         metrics[name] = classification_metrics(labels, probabilities)
         reports.append(per_class_report(labels, predicted, classes).assign(weights=name))
         matrices[name] = confusion(labels, predicted, len(classes))
-        predictions.append(pd.DataFrame({
-            "weights": name, "path": test["path"].to_numpy(), "actual": test["label"].to_numpy(),
-            "predicted": np.asarray(classes)[predicted],
-            "confidence": probabilities.max(axis=1).round(6)}))
+        predictions[f"predicted_{name}"] = np.asarray(classes)[predicted]
+        predictions[f"confidence_{name}"] = probabilities.max(axis=1).round(6)
         logger.info("%s weights on %d test images: %s", name, len(test),
                     ", ".join(f"{k}={v:.4g}" for k, v in metrics[name].items()))
     return (metrics, pd.concat(reports, ignore_index=True), confusion_figure(matrices, classes),
-            pd.concat(predictions, ignore_index=True))
+            predictions)
