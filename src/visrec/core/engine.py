@@ -7,6 +7,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from timm.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +67,19 @@ def swa_start_epoch(epochs: int, start_fraction: float) -> int:
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, epoch: int,
-                    scheduler=None, global_step: int = 0) -> dict[str, float]:
+                    scheduler: Scheduler | None = None,
+                    global_step: int = 0) -> dict[str, float]:
     """One pass over ``loader``; steps ``scheduler`` per update when given (timm scheduler).
+
+    Args:
+        model: The model, already on ``device``.
+        loader: Training batches of (images, class indices).
+        criterion: The loss.
+        optimizer: Steps once per batch.
+        device: Where batches go.
+        epoch: 0-based epoch index, for the progress bar and errors.
+        scheduler: timm scheduler stepped per update, or None (SWA epochs).
+        global_step: Updates made before this epoch.
 
     Raises:
         FloatingPointError: If the loss stops being finite.
@@ -109,7 +124,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray,
                                                                                  np.ndarray]:
-    """Logits (float32, N x K) and labels of every image in ``loader``, in order."""
+    """Logits (float32, N x K) and labels of every image in ``loader``, in order.
+
+    Args:
+        model: The model, already on ``device``; put in eval mode.
+        loader: Batches of (images, class indices), not shuffled.
+        device: Where batches go.
+    """
     model.eval()
     logits, labels = [], []
     for images, targets in loader:
@@ -119,7 +140,13 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
-    """Cross-entropy, top-1 and balanced accuracy of ``model`` on ``loader``."""
+    """Cross-entropy, top-1 and balanced accuracy of ``model`` on ``loader``.
+
+    Args:
+        model: The model, already on ``device``.
+        loader: Batches of (images, class indices).
+        device: Where batches go.
+    """
     logits, labels = predict(model, loader, device)
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
     predicted = logits.argmax(axis=1)
@@ -135,7 +162,8 @@ def _make_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimize
                                weight_decay=config.weight_decay, filter_bias_and_bn=True)
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, updates_per_epoch: int):
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig,
+                    updates_per_epoch: int) -> Scheduler | None:
     """Warmup then cosine decay over the epochs before SWA, ending at the SWA rate."""
     from timm.scheduler import create_scheduler_v2  # noqa: PLC0415
 

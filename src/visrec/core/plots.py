@@ -13,7 +13,12 @@ SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 
 def class_distribution_figure(counts: pd.DataFrame, imbalance_ratio: float) -> Figure:
-    """Grouped bars of images per class and split, classes sorted by training count."""
+    """Grouped bars of images per class and split, classes sorted by training count.
+
+    Args:
+        counts: Columns ``label``, ``train``, ``val``, ``test`` (see ``balance.class_counts``).
+        imbalance_ratio: Shown in the title.
+    """
     ordered = counts.sort_values("train", ascending=False)
     splits = [s for s in SPLIT_COLOURS if s in ordered and ordered[s].sum() > 0]
     positions = np.arange(len(ordered))
@@ -35,7 +40,13 @@ def class_distribution_figure(counts: pd.DataFrame, imbalance_ratio: float) -> F
 
 def image_grid_figure(rows: list[list[torch.Tensor]], row_titles: list[str],
                       title: str) -> Figure:
-    """A grid of images: one row per source image, CxHxW float tensors in [0, 1]."""
+    """A grid of images: one row per source image, CxHxW float tensors in [0, 1].
+
+    Args:
+        rows: Images of each row.
+        row_titles: Title over each row's first image.
+        title: Title of the figure.
+    """
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig = Figure(figsize=(1.4 * n_cols + 0.6, 1.4 * n_rows + 0.4), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
@@ -50,7 +61,12 @@ def image_grid_figure(rows: list[list[torch.Tensor]], row_titles: list[str],
 
 
 def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str]) -> Figure:
-    """Row-normalised confusion matrices side by side, one per weight set."""
+    """Row-normalised confusion matrices side by side, one per weight set.
+
+    Args:
+        matrices: Confusion counts (true x predicted) by weight-set name.
+        classes: Class names in class-index order (tick labels up to 60 classes).
+    """
     size = min(MAX_INCHES / len(matrices), max(4.0, 0.3 * len(classes) + 2))
     fig = Figure(figsize=(size * len(matrices), size + 0.6), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
@@ -74,7 +90,11 @@ def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str]) -> Fig
 
 
 def learning_curve_figure(history: pd.DataFrame) -> Figure:
-    """Loss and accuracy per epoch, train and validation."""
+    """Loss and accuracy per epoch, train and validation.
+
+    Args:
+        history: The training history (``epoch``, ``train_loss``, ``train_top1``, ``val_*``).
+    """
     fig = Figure(figsize=(10, 3.5), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(history["epoch"], history["train_loss"], label="train")

@@ -5,7 +5,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from .nodes import preview_augmentation, select_policy
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(**kwargs: object) -> Pipeline:
     """The augmentation pipeline."""
     return pipeline([
         node(select_policy, inputs="params:augmentation", outputs="augmentation_spec",

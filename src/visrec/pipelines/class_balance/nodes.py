@@ -13,7 +13,12 @@ logger = logging.getLogger(__name__)
 
 
 def count_classes(manifest: pd.DataFrame, ingestion_report: dict) -> pd.DataFrame:
-    """Images per class and split."""
+    """Images per class and split.
+
+    Args:
+        manifest: The ingestion manifest.
+        ingestion_report: Gives the classes in class-index order.
+    """
     return class_counts(manifest, ingestion_report["classes"])
 
 

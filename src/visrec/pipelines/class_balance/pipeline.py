@@ -5,7 +5,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from .nodes import count_classes, plan_balance, plot_class_distribution
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(**kwargs: object) -> Pipeline:
     """The class_balance pipeline."""
     return pipeline([
         node(count_classes, inputs=["image_manifest", "ingestion_report"],

@@ -36,6 +36,12 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
                     ) -> tuple[dict, pd.DataFrame, Figure, pd.DataFrame]:
     """Score every weight set on the test split.
 
+    Args:
+        trained_models: Weight sets by name (``final``, ``swa``), each with its config.
+        manifest: The ingestion manifest; its ``test`` rows are scored.
+        ingestion_report: Gives the image root and the classes.
+        params: The ``evaluation`` block.
+
     Returns:
         ``(metrics, per_class, confusion_plot, predictions)``: headline metrics per weight
         set; per-class precision/recall/F1/support per weight set; confusion matrices;

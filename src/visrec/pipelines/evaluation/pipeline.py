@@ -5,7 +5,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from .nodes import evaluate_models
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(**kwargs: object) -> Pipeline:
     """The evaluation pipeline."""
     return pipeline([
         node(evaluate_models,

@@ -5,7 +5,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from .nodes import scan_images
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(**kwargs: object) -> Pipeline:
     """The ingestion pipeline."""
     return pipeline([
         node(scan_images, inputs=["params:ingestion", "params:seed"],

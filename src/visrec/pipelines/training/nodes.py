@@ -43,6 +43,14 @@ def train_model(manifest: pd.DataFrame, ingestion_report: dict, balance_plan: di
                 seed: int) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
     """Train ``training.model`` on the train split, validating on val each epoch.
 
+    Args:
+        manifest: The ingestion manifest.
+        ingestion_report: Gives the image root and the classes.
+        balance_plan: Class weights for the loss and/or sampling weights.
+        augmentation_spec: The training transform to rebuild.
+        params: The ``training`` block.
+        seed: Seeds initialisation, sampling and augmentation.
+
     Returns:
         ``(trained_models, history, learning_curve)``: weight sets ``final`` and, with SWA,
         ``swa``, each with its config; one history row per epoch; the curve figure.
