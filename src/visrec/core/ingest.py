@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def scan_image_folder(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for split, split_dir in detect_layout(root).items():
         if split_dir is None:
             continue
+        given_split = None if split_dir == root else split  # None: carved later
         for stray in sorted(p for p in split_dir.iterdir() if p.is_file()):
             if not stray.name.startswith("."):
                 skipped.append((stray.relative_to(root).as_posix(), "not_in_a_class_folder"))
@@ -121,11 +122,11 @@ def scan_image_folder(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                     continue
                 try:
                     width, height = read_image_size(path)
-                # PIL raises SyntaxError for broken PNG chunks (a bad CRC, for example).
-                except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+                # OSError covers UnidentifiedImageError and truncation; PIL raises
+                # SyntaxError for broken PNG chunks (a bad CRC, for example).
+                except (OSError, ValueError, SyntaxError) as error:
                     skipped.append((relative, f"unreadable: {error}"))
                     continue
-                given_split = split if split_dir != root else None
                 rows.append((relative, class_dir.name, given_split, width, height,
                              path.stat().st_size))
     images = pd.DataFrame(rows, columns=["path", "label", "split", "width", "height", "bytes"])

@@ -38,6 +38,14 @@ def fit_config(params: TrainingParams, balance_plan: dict) -> FitConfig:
         swa_lr=params.swa.lr * scale, swa_anneal_epochs=params.swa.anneal_epochs)
 
 
+def _last_val_metrics(history: pd.DataFrame) -> dict[str, float] | None:
+    """The final weights' validation metrics: ``fit`` evaluated them after the last epoch."""
+    if "val_loss" not in history:
+        return None
+    last = history.iloc[-1]
+    return {key: float(last[f"val_{key}"]) for key in ("loss", "top1", "balanced_accuracy")}
+
+
 def train_model(manifest: pd.DataFrame, ingestion_report: dict, balance_plan: dict,
                 augmentation_spec: dict, params: TrainingParams,
                 seed: int) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
@@ -81,11 +89,10 @@ def train_model(manifest: pd.DataFrame, ingestion_report: dict, balance_plan: di
                    "seed": seed, "git_commit": git_commit(),
                    "training": params.model_dump(), "augmentation": augmentation_spec,
                    "class_balance": balance_plan["strategy"]}
-    models = {}
-    for name, weights in (("final", final), ("swa", swa)):
-        if weights is None:
-            continue
-        val_metrics = None if val_loader is None else evaluate(weights, val_loader, device)
-        models[name] = weights_artifact(weights, base_config | {"weights": name,
-                                                                "val_metrics": val_metrics})
+    models = {"final": weights_artifact(final, base_config | {
+        "weights": "final", "val_metrics": _last_val_metrics(history)})}
+    if swa is not None:  # its BatchNorm statistics were just recomputed: evaluate anew
+        val_metrics = None if val_loader is None else evaluate(swa, val_loader, device)
+        models["swa"] = weights_artifact(swa, base_config | {"weights": "swa",
+                                                             "val_metrics": val_metrics})
     return models, history, learning_curve_figure(history)
