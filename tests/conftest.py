@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from visrec.core.cache import read_cache
 from visrec.core.demo import make_demo_digits
 from visrec.params import (
     AugmentationParams,
@@ -31,6 +36,30 @@ def write_images(images: dict, root: Path) -> Path:
     return root
 
 
+def write_png(path: Path, size: tuple[int, int] = (16, 12),
+              colour: tuple[int, int, int] | None = None, seed: int | None = None) -> Path:
+    """Write an RGB PNG of ``size`` (width, height), making parent folders.
+
+    Without ``colour`` the pixels are noise seeded by ``seed`` (default: the path), so
+    that two files never hash alike: ingestion would treat them as duplicates.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if colour is not None:
+        Image.new("RGB", size, colour).save(path)
+        return path
+    if seed is None:
+        seed = int.from_bytes(hashlib.blake2b(str(path).encode(), digest_size=4).digest(), "big")
+    noise = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    return path
+
+
+@pytest.fixture
+def png() -> Callable[..., Path]:
+    """The :func:`write_png` helper, as a fixture."""
+    return write_png
+
+
 @pytest.fixture(scope="session")
 def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small long-tailed digits folder in the train/test layout (10 classes, 200 images)."""
@@ -40,11 +69,15 @@ def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def tiny_params(digits_folder: Path) -> dict:
-    """Typed parameter blocks for a seconds-long run with timm's `test_resnet`."""
+def tiny_params(digits_folder: Path, tmp_path: Path) -> dict:
+    """Typed parameter blocks for a seconds-long run with timm's `test_resnet`, and the
+    (empty) packed cache that ingestion starts from."""
     return {
         "params:seed": 7,
-        "params:ingestion": IngestionParams(root=str(digits_folder), val_fraction=0.15),
+        "params:ingestion": IngestionParams(root=str(digits_folder), val_fraction=0.15,
+                                            num_workers=1),
+        "image_cache_state": read_cache(tmp_path / "image_cache"),
+        "params:training.model": "test_resnet",
         "params:class_balance": ClassBalanceParams(strategy="sampler"),
         "params:augmentation": AugmentationParams(policy="flip_crop", hflip=False,
                                                   preview_images=2, preview_repeats=2),

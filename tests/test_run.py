@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
 from tests.conftest import PROJECT_ROOT
+from tests.messy import make_messy_folder
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 pytestmark = pytest.mark.slow
@@ -81,7 +83,9 @@ def test_own_folder_of_class_folders(project: Path, tmp_path: Path):
           "--params", f"ingestion.root={tmp_path / 'images'},training.swa.enabled=false")
     report = json.loads((project / "data/08_reporting/ingestion_report.json").read_text())
     assert report["classes"] == ["blue", "green", "red"]
-    assert [s["path"] for s in report["skipped"]] == ["red/broken.jpg"]
+    quarantine = pd.read_csv(project / "data/08_reporting/quarantine.csv")
+    assert quarantine[["path", "reason"]].to_dict("records") == [
+        {"path": "red/broken.jpg", "reason": "not_an_image"}]
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics) == {"final"}
     assert metrics["final"]["num_test_images"] == 12  # 20% of 20 per class, carved
@@ -102,8 +106,8 @@ def test_bad_parameter_stops_before_running(project: Path, override: str, expect
 
 @pytest.mark.parametrize(("layout", "expected"), [
     ("missing", "folder does not exist"),
-    ("empty", "no images found"),
-    ("one_class", "found 1 class (['only'])"),
+    ("empty", "no image files found"),
+    ("one_class", "found 1 class with valid training images (['only'])"),
 ])
 def test_bad_image_folder_names_ingestion_root(project: Path, tmp_path: Path, layout: str,
                                                expected: str):
@@ -119,3 +123,45 @@ def test_bad_image_folder_names_ingestion_root(project: Path, tmp_path: Path, la
     assert result.returncode != 0
     assert f"ingestion.root = '{root}'" in output
     assert expected in output
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root`` with its size, modification time and bytes (links: target)."""
+    entries = {}
+    for folder, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(folder) / name
+            relative = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                entries[relative] = ("link", os.readlink(path))
+            elif path.is_file():
+                info = path.stat()
+                entries[relative] = (info.st_size, info.st_mtime_ns, path.read_bytes())
+            else:
+                entries[relative] = ("folder",)
+    return entries
+
+
+def test_messy_folder_trains_on_what_is_left(project: Path, tmp_path: Path):
+    """Every kind of bad and odd file: no traceback, each bad file quarantined with its
+    reason, each odd-but-valid one in the manifest, training on the rest, and the user's
+    folder left exactly as it was."""
+    messy = make_messy_folder(tmp_path / "messy")
+    before = _snapshot(messy.root)
+    result = kedro(project, "run", "--env", "test", "--pipelines=train",
+                   "--params", f"ingestion.root={messy.root}")
+    assert "Traceback" not in result.stdout + result.stderr
+    quarantine = pd.read_csv(project / "data/08_reporting/quarantine.csv", dtype=str,
+                             keep_default_na=False)
+    assert dict(zip(quarantine["path"], quarantine["reason"], strict=True)) == messy.bad
+    manifest = pd.read_parquet(project / "data/02_intermediate/manifest.parquet")
+    assert set(manifest["path"]) == messy.valid
+    assert (manifest["cache_index"] >= 0).all()
+    report = json.loads((project / "data/08_reporting/ingestion_report.json").read_text())
+    assert set(report["dropped_classes"]) == messy.dropped_classes
+    assert report["quarantine"]["total"] == len(messy.bad)
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    test_images = sum(path.startswith("test/") for path in messy.valid)
+    assert metrics["swa"]["num_test_images"] == test_images
+    assert metrics["swa"]["balanced_accuracy"] > 0.34  # 3 colour classes: chance is 1/3
+    assert _snapshot(messy.root) == before  # nothing moved, modified or deleted

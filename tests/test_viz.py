@@ -241,7 +241,8 @@ def test_viz_api_serves_registered_pipelines(
 
     train_nodes = project_pipelines["train"].nodes
     expected_names = {node.name for node in train_nodes}
-    assert {"scan_images", "train_model", "evaluate_models"} <= expected_names
+    assert {"list_images", "check_images", "curate_images", "train_model",
+            "evaluate_models"} <= expected_names
 
     # /api/main shows `__default__`, but every node says which pipelines it belongs to.
     main_tasks = {_task_name(node): node for node in main["nodes"] if node["type"] == "task"}

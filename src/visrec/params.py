@@ -71,19 +71,45 @@ class DemoDataParams(Params):
     seed: int = 0
 
 
+class CacheParams(Params):
+    """The packed image cache (``ingestion.cache``)."""
+
+    key: ClassVar[str] = "ingestion.cache"
+    enabled: bool = Field(True, description="decode once at ingestion; training reads arrays")
+    resolution: int | None = Field(
+        None, ge=8, le=2048,
+        description="side of cached images, pixels; None: training size / 0.875")
+    max_disk_gb: float = Field(
+        50.0, gt=0.0, description="above this, training reads the image files instead")
+
+
 class IngestionParams(Params):
-    """Where the images are and how missing splits are carved (``ingestion``)."""
+    """Where the images are, how they are checked, split and cached (``ingestion``)."""
 
     key: ClassVar[str] = "ingestion"
     root: str = Field(description="image folder: one folder per class, or train/val/test")
+    labels_file: str | None = Field(
+        None, description="CSV or parquet with path, label[, split]; paths under root")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="of train, when no val/")
     test_fraction: float = Field(0.2, ge=0.0, lt=0.5, description="of train, when no test/")
+    max_pixels: int = Field(
+        100_000_000, ge=1, description="width x height above which a file is refused")
+    channels: Literal[1, 3] = Field(3, description="3: RGB; 1: grayscale")
+    num_workers: int | None = Field(None, ge=1, description="validation processes; None: all")
+    cache: CacheParams = CacheParams()
 
     @field_validator("root")
     @classmethod
     def _root_given(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("give the path of an image folder")
+        return value
+
+    @field_validator("labels_file")
+    @classmethod
+    def _labels_file_type(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in {".csv", ".parquet", ".pq"}:
+            raise ValueError("give a .csv or .parquet file with columns path, label[, split]")
         return value
 
 

@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def write_png(path: Path, size: tuple[int, int] = (16, 12),
-              colour: tuple[int, int, int] = (200, 30, 30)) -> Path:
-    """Write a solid-colour RGB PNG of ``size`` (width, height), making parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path)
-    return path
-
-
-@pytest.fixture
-def png() -> Callable[..., Path]:
-    """The :func:`write_png` helper, as a fixture."""
-    return write_png
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import TensorDataset, WeightedRandomSampler
 
-from visrec.core.data import ManifestImageDataset, auto_num_workers, load_rgb, make_loader
+from visrec.core.data import ManifestImageDataset, auto_num_workers, make_loader
 from visrec.core.engine import (
     FitConfig,
     evaluate,
@@ -30,6 +30,7 @@ from visrec.core.engine import (
     seed_everything,
     swa_start_epoch,
 )
+from visrec.core.images import load_image
 from visrec.core.models import (
     WeightsError,
     create_classifier,
@@ -365,10 +366,10 @@ def test_manifest_dataset_reads_files(images):
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
-def test_load_rgb_converts_to_rgb(tmp_path, mode):
+def test_load_image_converts_to_rgb(tmp_path, mode):
     path = tmp_path / "image.png"
     Image.new("RGB", (5, 4), (10, 200, 30)).convert(mode).save(path)
-    image = load_rgb(path)
+    image = load_image(path)
     assert image.mode == "RGB"
     assert image.size == (5, 4)
 
@@ -449,7 +450,9 @@ def test_resolve_input_config():
     model = create_classifier(ARCH, 3)
     assert resolve_input_config(model, 32) == {"image_size": 32, "interpolation": "bilinear",
                                                "mean": [0.5, 0.5, 0.5],
-                                               "std": [0.5, 0.5, 0.5]}
+                                               "std": [0.5, 0.5, 0.5], "in_chans": 3}
+    gray = resolve_input_config(model, 32, in_chans=1)  # one channel: the RGB values averaged
+    assert (gray["mean"], gray["std"], gray["in_chans"]) == ([0.5], [0.5], 1)
     assert resolve_input_config(model, None)["image_size"] == 160  # test_resnet's own
 
 

@@ -1,67 +1,100 @@
-"""Torch datasets and loaders over the manifest: images stay files, the table describes them."""
+"""Torch datasets and loaders over the manifest: packed-cache arrays, or the image files."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision import tv_tensors
 
-SIXTEEN_BIT_TO_EIGHT = 257.0  # 65535 / 255
-INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+from visrec.core.cache import ImageCache
+from visrec.core.images import load_image
 
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB as a person sees the image: EXIF orientation applied, 16-bit and float
-    intensities mapped onto 0..255, grayscale, palette, alpha and CMYK converted.
-
-    Args:
-        image: A decoded PIL image of any mode.
-    """
-    image = ImageOps.exif_transpose(image)
-    if image.mode in INTEGER_MODES:
-        pixels = np.asarray(image, dtype=np.float64) / SIXTEEN_BIT_TO_EIGHT
-        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8))
-    elif image.mode == "F":
-        pixels = np.asarray(image, dtype=np.float64)
-        pixels = pixels * 255.0 if pixels.max(initial=0.0) <= 1.0 else pixels  # [0, 1] floats
-        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8))
-    return image.convert("RGB")
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image file as 8-bit RGB (see :func:`to_rgb`)."""
-    with Image.open(path) as image:
-        return to_rgb(image)
-
+logger = logging.getLogger(__name__)
+Transform = Callable[[Image.Image | torch.Tensor], torch.Tensor]
 
 class ManifestImageDataset(Dataset):
-    """Images listed by relative path under a root, with integer labels.
+    """Image files listed by relative path under a root, with integer labels.
+
+    Every item decodes its file: use it when the packed cache is off.
 
     Args:
         root: Folder the paths are relative to.
         paths: Relative image paths.
         labels: Class index of each path.
-        transform: Maps a PIL RGB image to a tensor.
+        transform: Maps a PIL image to a tensor; None returns the PIL image.
+        channels: 3 for RGB, 1 for grayscale.
     """
 
     def __init__(self, root: str | Path, paths: Sequence[str], labels: Sequence[int],
-                 transform: Callable[[Image.Image], torch.Tensor]) -> None:
+                 transform: Transform | None, channels: int = 3) -> None:
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+        self.channels = channels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = load_rgb(self.root / self.paths[index])
-        return self.transform(image), int(self.labels[index])
+        image = load_image(self.root / self.paths[index], self.channels)
+        return (image if self.transform is None else self.transform(image),
+                int(self.labels[index]))
+
+
+class CachedImageDataset(Dataset):
+    """Images read from the packed cache's memory-mapped pool: no decoding per item.
+
+    Args:
+        cache: The packed image cache (opened lazily in each loader process).
+        slots: Pool slot of each image.
+        labels: Class index of each image.
+        transform: Maps a ``CxHxW`` uint8 image tensor to a tensor; None returns it as is.
+    """
+
+    def __init__(self, cache: ImageCache, slots: Sequence[int], labels: Sequence[int],
+                 transform: Transform | None) -> None:
+        self.cache = cache
+        self.slots = np.asarray(slots, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels = np.array(self.cache.pixels[self.slots[index]])  # copy out of the map
+        image = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
+        return (image if self.transform is None else self.transform(image),
+                int(self.labels[index]))
+
+
+def manifest_dataset(rows: pd.DataFrame, cache: ImageCache | None, root: str | Path,
+                     transform: Transform | None, channels: int = 3) -> Dataset:
+    """The dataset of manifest ``rows``: from the packed cache when it holds them all.
+
+    Args:
+        rows: Manifest rows (path, class_index, cache_index).
+        cache: The packed image cache, or None.
+        root: Folder the manifest's paths are relative to (used without the cache).
+        transform: Applied to each image.
+        channels: 3 for RGB, 1 for grayscale (used without the cache).
+    """
+    if cache is not None and cache.enabled:
+        if (rows["cache_index"] >= 0).all():
+            return CachedImageDataset(cache, rows["cache_index"], rows["class_index"],
+                                      transform)
+        logger.warning("the packed cache lacks %d of %d images; reading the files instead",
+                       int((rows["cache_index"] < 0).sum()), len(rows))
+    return ManifestImageDataset(root, rows["path"], rows["class_index"], transform, channels)
 
 
 def auto_num_workers(device: torch.device) -> int:

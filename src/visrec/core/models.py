@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,8 +18,25 @@ class WeightsError(ValueError):
     """A weights file is missing or does not fit the architecture."""
 
 
+CROP_FRACTION = 0.875  # timm's default crop_pct: evaluation crops 224 out of 256
+
+
+def default_input_size(architecture: str) -> int:
+    """The side, in pixels, that ``architecture``'s default pretrained weights expect."""
+    from timm.models import get_pretrained_cfg  # noqa: PLC0415
+
+    config = get_pretrained_cfg(architecture)
+    return int(config.input_size[-1]) if config is not None else 224
+
+
+def cache_resolution(image_size: int | None, architecture: str) -> int:
+    """A side a little above the training size, so random crops have room (256 for 224)."""
+    size = image_size or default_input_size(architecture)
+    return int(np.ceil(size / CROP_FRACTION))
+
+
 def create_classifier(architecture: str, num_classes: int,
-                      pretrained_path: str | None = None) -> nn.Module:
+                      pretrained_path: str | None = None, in_chans: int = 3) -> nn.Module:
     """A timm model with a head of ``num_classes``, from scratch or from a local file.
 
     Args:
@@ -27,13 +45,16 @@ def create_classifier(architecture: str, num_classes: int,
         pretrained_path: Local ``.safetensors`` or timm/PyTorch checkpoint, read with
             ``weights_only=True``. Every backbone tensor must fit; the file's classifier is
             kept when its shape fits ``num_classes`` and freshly initialised otherwise.
+        in_chans: Input channels: 3 for RGB, 1 for grayscale (an RGB file's first
+            convolution is summed over its colour channels, as timm does).
 
     Raises:
         WeightsError: If the file is missing, unreadable, or does not fit the architecture.
     """
     import timm  # noqa: PLC0415 - `import timm` takes seconds; only load it when needed
 
-    model = timm.create_model(architecture, pretrained=False, num_classes=num_classes)
+    model = timm.create_model(architecture, pretrained=False, num_classes=num_classes,
+                              in_chans=in_chans)
     if pretrained_path is not None:
         load_backbone_weights(model, architecture, Path(pretrained_path))
     return model
@@ -53,7 +74,7 @@ def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> No
         WeightsError: If the file is missing, unreadable, or its tensors do not fit.
     """
     from safetensors import SafetensorError  # noqa: PLC0415
-    from timm.models import load_state_dict  # noqa: PLC0415
+    from timm.models import adapt_input_conv, load_state_dict  # noqa: PLC0415
 
     key = f"training.pretrained_path = '{path}'"
     if not path.is_file():
@@ -65,6 +86,9 @@ def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> No
         raise WeightsError(f"{key}: not a readable safetensors or PyTorch weights file "
                            f"({type(error).__name__}: {str(error)[:200]})") from error
     own = model.state_dict()
+    first = f"{model.pretrained_cfg.get('first_conv', '')}.weight"
+    if first in state and first in own and state[first].shape[1] != own[first].shape[1]:
+        state[first] = adapt_input_conv(own[first].shape[1], state[first])
     head = _classifier_keys(model)
     dropped = sorted(k for k in head if k in state and state[k].shape != own[k].shape)
     for name in dropped:
@@ -84,20 +108,31 @@ def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> No
                     dropped)
 
 
-def resolve_input_config(model: nn.Module, image_size: int | None) -> dict[str, Any]:
+def resolve_input_config(model: nn.Module, image_size: int | None,
+                         in_chans: int = 3) -> dict[str, Any]:
     """Image size, interpolation and normalisation: the model's own unless ``image_size`` is set.
 
+    Args:
+        model: A timm model.
+        image_size: Side in pixels, or None for the model's default.
+        in_chans: 1 averages the RGB mean and std into one grey channel's.
+
     Returns:
-        ``{"image_size": int, "interpolation": str, "mean": [...], "std": [...]}``.
+        ``{"image_size": int, "interpolation": str, "mean": [...], "std": [...],
+        "in_chans": int}``.
     """
     from timm.data import resolve_model_data_config  # noqa: PLC0415
 
     config = resolve_model_data_config(model)
+    mean, std = [float(m) for m in config["mean"]], [float(s) for s in config["std"]]
+    if in_chans == 1 and len(mean) != 1:
+        mean, std = [float(np.mean(mean))], [float(np.mean(std))]
     return {
         "image_size": int(image_size or config["input_size"][-1]),
         "interpolation": str(config.get("interpolation", "bicubic")),
-        "mean": [float(m) for m in config["mean"]],
-        "std": [float(s) for s in config["std"]],
+        "mean": mean,
+        "std": std,
+        "in_chans": in_chans,
     }
 
 
@@ -114,7 +149,8 @@ def model_from_artifact(artifact: dict[str, Any]) -> nn.Module:
 
     config = artifact["config"]
     model = timm.create_model(config["architecture"], pretrained=False,
-                              num_classes=len(config["classes"]))
+                              num_classes=len(config["classes"]),
+                              in_chans=int(config.get("in_chans", 3)))
     model.load_state_dict(artifact["weights"])
     return model.eval()
 

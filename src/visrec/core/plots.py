@@ -54,7 +54,11 @@ def image_grid_figure(rows: list[list[torch.Tensor]], row_titles: list[str],
         for c, ax in enumerate(axes[r]):
             ax.set_axis_off()
             if c < len(images):
-                ax.imshow(images[c].clamp(0, 1).permute(1, 2, 0).numpy())
+                pixels = images[c].clamp(0, 1).permute(1, 2, 0).numpy()
+                if pixels.shape[-1] == 1:  # grayscale (ingestion.channels: 1)
+                    ax.imshow(pixels[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+                else:
+                    ax.imshow(pixels)
         axes[r][0].set_title(row_titles[r], fontsize=8, loc="left")
     fig.suptitle(title)
     return fig

@@ -12,9 +12,10 @@ def test_select_policy_records_every_setting():
                     "randaugment": {"num_ops": 3, "magnitude": 5}}
 
 def test_preview_without_image_size_uses_the_images_median_side(digits_folder):
-    manifest, report = build_manifest(digits_folder, 0.1, 0.0, seed=0)
+    manifest, _, _ = build_manifest(digits_folder, 0.1, 0.0, seed=0)
+    report = {"root": str(digits_folder), "channels": 3}
     spec = select_policy(AugmentationParams(policy="flip_crop"))
-    figure = preview_augmentation(manifest, report, spec,
+    figure = preview_augmentation(manifest, None, report, spec,
                                   AugmentationParams(preview_images=2, preview_repeats=1),
                                   image_size=None, seed=0)
     shown = figure.axes[0].get_images()[0].get_array()

@@ -19,6 +19,7 @@ def test_spec_rebuilds_transform_and_preview_has_a_row_per_image(tiny_params, po
     catalog = run_pipeline(pipeline, only(tiny_params, pipeline) | {
         "params:augmentation": params,
         "image_manifest": first["image_manifest"].load(),
+        "image_cache": first["image_cache"].load(),
         "ingestion_report": first["ingestion_report"].load()})
     spec = catalog["augmentation_spec"].load()
     assert spec["policy"] == policy

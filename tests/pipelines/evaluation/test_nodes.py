@@ -16,9 +16,9 @@ def _manifest(split: str) -> pd.DataFrame:
 
 def test_no_test_images_is_a_clear_error():
     with pytest.raises(ValueError, match=r"ingestion\.test_fraction"):
-        evaluate_models({"final": {}}, _manifest("train"), REPORT, EvaluationParams())
+        evaluate_models({"final": {}}, _manifest("train"), None, REPORT, EvaluationParams())
 
 
 def test_no_trained_weights_is_a_clear_error():
     with pytest.raises(ValueError, match="run the training pipeline first"):
-        evaluate_models({}, _manifest("test"), REPORT, EvaluationParams())
+        evaluate_models({}, _manifest("test"), None, REPORT, EvaluationParams())

@@ -15,7 +15,7 @@ def test_metrics_per_weight_set(tiny_params):
     upstream = run_pipeline(before, only(tiny_params, before))
     pipeline = create_pipeline()
     inputs = {name: upstream[name].load()
-              for name in ["trained_models", "image_manifest", "ingestion_report"]}
+              for name in ["trained_models", "image_manifest", "image_cache", "ingestion_report"]}
     catalog = run_pipeline(pipeline, inputs | only(tiny_params, pipeline))
     metrics = catalog["metrics"].load()
     predictions = catalog["test_predictions"].load()

@@ -1,9 +1,13 @@
 """The training pipeline trains, averages (SWA) and returns weight artifacts."""
 
+import PIL.Image
+import PIL.ImageFile
 import pytest
+import torchvision.io
 
 from tests.pipelines.helpers import only, run_pipeline
-from visrec.pipelines import augmentation, class_balance, ingestion
+from visrec.params import CacheParams, IngestionParams
+from visrec.pipelines import augmentation, class_balance, evaluation, ingestion
 from visrec.pipelines.training import create_pipeline
 
 
@@ -13,7 +17,8 @@ def upstream(tiny_params):
     before = (ingestion.create_pipeline() + class_balance.create_pipeline()
               + augmentation.create_pipeline())
     catalog = run_pipeline(before, only(tiny_params, before))
-    names = ["image_manifest", "ingestion_report", "balance_plan", "augmentation_spec"]
+    names = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
+             "augmentation_spec"]
     return {name: catalog[name].load() for name in names}
 
 
@@ -33,3 +38,41 @@ def test_final_and_swa_weights_with_history(upstream, tiny_params):
     final, swa = models["final"]["weights"], models["swa"]["weights"]
     assert final.keys() == swa.keys()
     assert any(not final[k].equal(swa[k]) for k in final if final[k].is_floating_point())
+
+
+class DecodedDuringTraining(AssertionError):
+    """An image file was decoded while training or evaluating."""
+
+
+def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way of decoding a PNG or JPEG file raise."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise DecodedDuringTraining(f"decoded an image file: {args[:1]}")
+
+    monkeypatch.setattr(PIL.Image, "open", refuse)
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", refuse)
+    for name in ("decode_image", "decode_png", "decode_jpeg", "read_image"):
+        monkeypatch.setattr(torchvision.io, name, refuse)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_epochs_read_the_packed_cache_not_the_files(tiny_params, monkeypatch, cache):
+    params = tiny_params | {"params:ingestion": IngestionParams(
+        root=tiny_params["params:ingestion"].root, num_workers=1,
+        cache=CacheParams(enabled=cache))}
+    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
+              + augmentation.create_pipeline())
+    upstream = run_pipeline(before, only(params, before))
+    names = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
+             "augmentation_spec"]
+    inputs = {name: upstream[name].load() for name in names}
+    assert (inputs["image_manifest"]["cache_index"] >= 0).all() == cache
+    _forbid_decoding(monkeypatch)
+    after = create_pipeline() + evaluation.create_pipeline()
+    if cache:
+        catalog = run_pipeline(after, inputs | only(params, after))
+        assert catalog["metrics"].load()["swa"]["num_test_images"] == 60
+    else:  # the control: the patch does catch decoding when files are read
+        with pytest.raises(DecodedDuringTraining):
+            run_pipeline(after, inputs | only(params, after))

@@ -5,7 +5,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from visrec.core.data import load_rgb
+from visrec.core.cache import ImageCache
+from visrec.core.data import manifest_dataset
 from visrec.core.plots import image_grid_figure
 from visrec.core.transforms import build_eval_transform, build_train_transform, make_spec
 from visrec.params import AugmentationParams
@@ -18,13 +19,14 @@ def select_policy(params: AugmentationParams) -> dict:
                      randaugment_magnitude=params.randaugment_magnitude)
 
 
-def preview_augmentation(manifest: pd.DataFrame, ingestion_report: dict, spec: dict,
-                         params: AugmentationParams, image_size: int | None,
+def preview_augmentation(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+                         spec: dict, params: AugmentationParams, image_size: int | None,
                          seed: int) -> Figure:
     """A grid: each row one training image, then augmented copies of it.
 
     Args:
         manifest: The ingestion manifest.
+        cache: The packed images the manifest's ``cache_index`` points into.
         ingestion_report: Gives the image root.
         spec: The augmentation spec.
         params: Number of images and copies.
@@ -41,8 +43,10 @@ def preview_augmentation(manifest: pd.DataFrame, ingestion_report: dict, spec: d
     original = build_eval_transform(image_size)
     torch.manual_seed(seed)
     rows, titles = [], []
-    for path, label in zip(chosen["path"], chosen["label"], strict=True):
-        image = load_rgb(f"{ingestion_report['root']}/{path}")
+    images = manifest_dataset(chosen, cache, ingestion_report["root"], None,
+                              ingestion_report["channels"])
+    for index, label in enumerate(chosen["label"]):
+        image, _ = images[index]
         rows.append([original(image)] + [augment(image) for _ in range(params.preview_repeats)])
         titles.append(f"{label}: original, then {spec['policy']}")
     return image_grid_figure(rows, titles, f"augmentation policy '{spec['policy']}'")

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         node(select_policy, inputs="params:augmentation", outputs="augmentation_spec",
              name="select_policy"),
         node(preview_augmentation,
-             inputs=["image_manifest", "ingestion_report", "augmentation_spec",
+             inputs=["image_manifest", "image_cache", "ingestion_report", "augmentation_spec",
                      "params:augmentation", "params:training.image_size", "params:seed"],
              outputs="augmentation_preview", name="preview_augmentation"),
     ])

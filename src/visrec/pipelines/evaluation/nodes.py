@@ -7,7 +7,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from visrec.core.data import ManifestImageDataset, make_loader
+from visrec.core.cache import ImageCache
+from visrec.core.data import make_loader, manifest_dataset
 from visrec.core.engine import predict
 from visrec.core.metrics import classification_metrics, confusion, per_class_report
 from visrec.core.models import model_from_artifact, select_device
@@ -18,27 +19,28 @@ from visrec.params import EvaluationParams
 logger = logging.getLogger(__name__)
 
 
-def _test_probabilities(artifact: dict, test: pd.DataFrame, root: str,
+def _test_probabilities(artifact: dict, test: pd.DataFrame, cache: ImageCache, root: str,
                         params: EvaluationParams) -> np.ndarray:
     config = artifact["config"]
     device = select_device(params.device, key="evaluation.device")
     model = model_from_artifact(artifact).to(device)
     transform = build_eval_transform(config["image_size"], config["mean"], config["std"],
                                      config["interpolation"])
-    loader = make_loader(ManifestImageDataset(root, test["path"], test["class_index"], transform),
-                         params.batch_size, device, seed=0, train=False)
+    dataset = manifest_dataset(test, cache, root, transform, int(config.get("in_chans", 3)))
+    loader = make_loader(dataset, params.batch_size, device, seed=0, train=False)
     logits, _ = predict(model, loader, device)
     return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
-                    ingestion_report: dict, params: EvaluationParams
+                    cache: ImageCache | None, ingestion_report: dict, params: EvaluationParams
                     ) -> tuple[dict, pd.DataFrame, Figure, pd.DataFrame]:
     """Score every weight set on the test split.
 
     Args:
         trained_models: Weight sets by name (``final``, ``swa``), each with its config.
         manifest: The ingestion manifest; its ``test`` rows are scored.
+        cache: The packed images the manifest's ``cache_index`` points into.
         ingestion_report: Gives the image root and the classes.
         params: The ``evaluation`` block.
 
@@ -61,7 +63,8 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
     predictions = pd.DataFrame({"path": test["path"].to_numpy(),
                                 "actual": test["label"].to_numpy()})
     for name, artifact in trained_models.items():
-        probabilities = _test_probabilities(artifact, test, ingestion_report["root"], params)
+        probabilities = _test_probabilities(artifact, test, cache, ingestion_report["root"],
+                                            params)
         predicted = probabilities.argmax(axis=1)
         metrics[name] = classification_metrics(labels, probabilities)
         reports.append(per_class_report(labels, predicted, classes).assign(weights=name))

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
     """The evaluation pipeline."""
     return pipeline([
         node(evaluate_models,
-             inputs=["trained_models", "image_manifest", "ingestion_report",
+             inputs=["trained_models", "image_manifest", "image_cache", "ingestion_report",
                      "params:evaluation"],
              outputs=["metrics", "per_class_report", "confusion_matrix", "test_predictions"],
              name="evaluate_models"),

@@ -1,21 +1,125 @@
 """Nodes of the ingestion pipeline."""
 
 import logging
+import time
+from pathlib import Path
 
 import pandas as pd
 
-from visrec.core.ingest import build_manifest
+from visrec.core.cache import ImageCache, update_cache
+from visrec.core.images import InspectSettings, worker_count
+from visrec.core.ingest import (
+    IngestionError,
+    curate,
+    list_folder,
+    list_labels_file,
+    quarantine_counts,
+    summary_lines,
+)
+from visrec.core.models import cache_resolution
 from visrec.params import IngestionParams
 
 logger = logging.getLogger(__name__)
 
 
-def scan_images(params: IngestionParams, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Scan ``ingestion.root`` into the manifest and the ingestion report."""
-    manifest, report = build_manifest(params.root, val_fraction=params.val_fraction,
-                                      test_fraction=params.test_fraction, seed=seed)
-    sizes = manifest["split"].value_counts().to_dict()
-    logger.info("ingested %d images of %d classes from %s (%s); %d files skipped",
-                len(manifest), len(report["classes"]), report["root"], sizes,
-                report["num_skipped"])
-    return manifest, report
+def _root(params: IngestionParams) -> Path:
+    root = Path(params.root).expanduser().resolve()
+    if not root.is_dir():
+        raise IngestionError(f"ingestion.root = '{params.root}': folder does not exist "
+                             f"(resolved to {root})")
+    return root
+
+
+def list_images(params: IngestionParams) -> tuple[pd.DataFrame, list[str]]:
+    """List the candidate images of ``ingestion.root`` or ``ingestion.labels_file``.
+
+    Args:
+        params: The ``ingestion`` block.
+
+    Returns:
+        ``(listing, class_names)``: one row per file with label, given split, size,
+        modification time and, for files refused without opening, a reason; and every
+        class name seen (empty class folders too).
+    """
+    root = _root(params)
+    if params.labels_file is not None:
+        listing, names = list_labels_file(root, Path(params.labels_file).expanduser())
+    else:
+        listing, names = list_folder(root)
+    return listing, names
+
+
+def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionParams,
+                 image_size: int | None, model: str) -> ImageCache:
+    """Open every new or changed file once, in parallel: check it and pack it for training.
+
+    Args:
+        listing: From :func:`list_images`.
+        previous: The cache as the last run left it (``image_cache_state``).
+        params: The ``ingestion`` block.
+        image_size: ``training.image_size``: the cache resolution is a little above it.
+        model: ``training.model``: its default size when ``image_size`` is None.
+
+    Returns:
+        The updated cache (committed by its dataset).
+    """
+    files = listing.loc[listing["reason"] == "", ["path", "bytes", "mtime_ns"]]
+    files = files.drop_duplicates("path").reset_index(drop=True)
+    resolution = 0
+    if params.cache.enabled:
+        resolution = params.cache.resolution or cache_resolution(image_size, model)
+        needed = len(files) * resolution**2 * params.channels / 1e9
+        if needed > params.cache.max_disk_gb:
+            logger.warning("packed cache off: %d images at %dpx need %.1f GB, above "
+                           "ingestion.cache.max_disk_gb = %.1f; training will read the files",
+                           len(files), resolution, needed, params.cache.max_disk_gb)
+            resolution = 0
+    settings = InspectSettings(params.max_pixels, resolution, params.channels)
+    workers = worker_count(params.num_workers)
+    start = time.perf_counter()
+    cache, stats = update_cache(previous, _root(params), files, settings, workers)
+    seconds = time.perf_counter() - start
+    logger.info("checked %d of %d files in %.1f s (%.0f files/s, %d processes): %d unchanged, "
+                "%d decoded, %d removed%s", stats.checked, len(files), seconds,
+                len(files) / max(seconds, 1e-9), workers, stats.unchanged, stats.decoded,
+                stats.removed, ", pool compacted" if stats.compacted else "")
+    return cache
+
+
+def curate_images(listing: pd.DataFrame, class_names: list[str], cache: ImageCache,
+                  params: IngestionParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Drop conflicts, duplicates and leakage, carve missing splits, and report.
+
+    Args:
+        listing: From :func:`list_images`.
+        class_names: Every class name seen.
+        cache: The checked files and their cache slots.
+        params: The ``ingestion`` block.
+        seed: Seeds the carving of val and test.
+
+    Returns:
+        ``(manifest, quarantine, report)``.
+    """
+    source = (f"ingestion.root = '{params.root}'" if params.labels_file is None
+              else f"ingestion.labels_file = '{params.labels_file}'")
+    manifest, quarantine, facts = curate(listing, cache.index, class_names,
+                                         params.val_fraction, params.test_fraction, seed, source)
+    cached = int((manifest["cache_index"] >= 0).sum()) if cache.enabled else 0
+    report = {
+        "root": params.root,  # as configured: a relative root stays portable
+        "labels_file": params.labels_file,
+        "channels": params.channels,
+        "classes": facts["classes"],
+        "num_images": len(manifest),
+        "counts": facts["counts"],
+        "quarantine": quarantine_counts(quarantine),
+        "duplicates": facts["duplicates"],
+        "leakage": facts["leakage"],
+        "dropped_classes": facts["dropped_classes"],
+        "cache": {"enabled": cache.enabled, "resolution": cache.settings.resolution,
+                  "channels": cache.settings.channels, "images": cached,
+                  "bytes": cache.slots * cache.slot_bytes if cache.enabled else 0},
+    }
+    for line in summary_lines(report, quarantine):
+        logger.info("%s", line)
+    return manifest, quarantine, report

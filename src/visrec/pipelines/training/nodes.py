@@ -6,7 +6,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from visrec.core.balance import sample_weights
-from visrec.core.data import ManifestImageDataset, make_loader
+from visrec.core.cache import ImageCache
+from visrec.core.data import make_loader, manifest_dataset
 from visrec.core.engine import FitConfig, evaluate, fit, seed_everything, swa_start_epoch
 from visrec.core.models import (
     create_classifier,
@@ -46,14 +47,15 @@ def _last_val_metrics(history: pd.DataFrame) -> dict[str, float] | None:
     return {key: float(last[f"val_{key}"]) for key in ("loss", "top1", "balanced_accuracy")}
 
 
-def train_model(manifest: pd.DataFrame, ingestion_report: dict, balance_plan: dict,
-                augmentation_spec: dict, params: TrainingParams,
+def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+                balance_plan: dict, augmentation_spec: dict, params: TrainingParams,
                 seed: int) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
     """Train ``training.model`` on the train split, validating on val each epoch.
 
     Args:
         manifest: The ingestion manifest.
-        ingestion_report: Gives the image root and the classes.
+        cache: The packed images the manifest's ``cache_index`` points into.
+        ingestion_report: Gives the image root, the classes and the channels.
         balance_plan: Class weights for the loss and/or sampling weights.
         augmentation_spec: The training transform to rebuild.
         params: The ``training`` block.
@@ -66,23 +68,29 @@ def train_model(manifest: pd.DataFrame, ingestion_report: dict, balance_plan: di
     seed_everything(seed)
     device = select_device(params.device)
     classes = ingestion_report["classes"]
-    model = create_classifier(params.model, len(classes), params.pretrained_path)
-    inputs = resolve_input_config(model, params.image_size)
+    channels = ingestion_report["channels"]
+    model = create_classifier(params.model, len(classes), params.pretrained_path, channels)
+    inputs = resolve_input_config(model, params.image_size, channels)
     size, mean, std = inputs["image_size"], inputs["mean"], inputs["std"]
+    if cache.enabled and cache.settings.resolution < size:
+        logger.warning("packed cache holds %dpx images, below the training size %dpx: "
+                       "images are upsampled; raise ingestion.cache.resolution",
+                       cache.settings.resolution, size)
     train_tf = build_train_transform(augmentation_spec, size, mean, std, inputs["interpolation"])
     eval_tf = build_eval_transform(size, mean, std, inputs["interpolation"])
     root = ingestion_report["root"]
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
     train_loader = make_loader(
-        ManifestImageDataset(root, train["path"], train["class_index"], train_tf),
+        manifest_dataset(train, cache, root, train_tf, channels),
         params.batch_size, device, seed, train=True, num_workers=params.num_workers,
         sample_weights=sample_weights(balance_plan, train["class_index"].to_numpy()))
     val_loader = None if val.empty else make_loader(
-        ManifestImageDataset(root, val["path"], val["class_index"], eval_tf),
+        manifest_dataset(val, cache, root, eval_tf, channels),
         params.batch_size, device, seed, train=False, num_workers=params.num_workers)
-    logger.info("training %s on %s: %d train / %d val images, %d classes, %dpx",
-                params.model, device, len(train), len(val), len(classes), size)
+    logger.info("training %s on %s: %d train / %d val images, %d classes, %dpx, from %s",
+                params.model, device, len(train), len(val), len(classes), size,
+                "the packed cache" if cache.enabled else "the image files")
     final, swa, history = fit(model, train_loader, val_loader,
                               fit_config(params, balance_plan), device)
     base_config = {"architecture": params.model, "classes": classes, **inputs,

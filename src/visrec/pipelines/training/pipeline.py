@@ -9,8 +9,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
     """The training pipeline."""
     return pipeline([
         node(train_model,
-             inputs=["image_manifest", "ingestion_report", "balance_plan", "augmentation_spec",
-                     "params:training", "params:seed"],
+             inputs=["image_manifest", "image_cache", "ingestion_report", "balance_plan",
+                     "augmentation_spec", "params:training", "params:seed"],
              outputs=["trained_models", "training_history", "learning_curve"],
              name="train_model"),
     ])

@@ -1,0 +1,219 @@
+"""Decoding image files the one way visrec sees them, and checking files at ingestion.
+
+Every reader of images (ingestion's validation and packed cache, the file-reading
+datasets, the augmentation preview, prediction) converts through :func:`to_model_mode`, so
+a CMYK JPEG, a 16-bit PNG or a palette GIF looks the same to the model wherever it is read.
+
+This module imports only NumPy and Pillow: ingestion's worker processes import it, and
+each worker should start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SIXTEEN_BIT_TO_EIGHT = 257.0  # 65535 / 255
+INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+BACKGROUND = 255  # transparent pixels are shown on white, as a browser shows them on a page
+HASH_BYTES = 16  # blake2b digest: 128 bits, no accidental collision among billions of files
+# First bytes of the formats ingestion accepts: a file that starts like an image but cannot
+# be identified was cut off inside its header.
+SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+def to_model_mode(image: Image.Image, channels: int = 3) -> Image.Image:
+    """8-bit RGB (or L for ``channels=1``) as a person sees the image.
+
+    EXIF orientation is applied; 16-bit and float intensities are mapped onto 0..255;
+    transparency is composited on white; palette, CMYK and every other mode converted.
+
+    Args:
+        image: A decoded PIL image of any mode.
+        channels: 3 for RGB, 1 for grayscale.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in INTEGER_MODES:
+        pixels = np.asarray(image, dtype=np.float64) / SIXTEEN_BIT_TO_EIGHT
+        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8))
+    elif image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        pixels = pixels * 255.0 if pixels.max(initial=0.0) <= 1.0 else pixels  # [0, 1] floats
+        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8))
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (BACKGROUND,) * 3 + (255,))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Decode an image file as :func:`to_model_mode` sees it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about odd EXIF and palettes
+        with Image.open(path) as image:
+            return to_model_mode(image, channels)
+
+
+def fit_square(image: Image.Image, resolution: int) -> np.ndarray:
+    """Shorter side to ``resolution``, centre crop: a ``resolution x resolution`` uint8 array.
+
+    Returns:
+        ``HxWxC`` (C = 3 for RGB, 1 for L), C-contiguous.
+    """
+    square = ImageOps.fit(image, (resolution, resolution), method=Image.Resampling.BICUBIC)
+    pixels = np.asarray(square, dtype=np.uint8)
+    return np.ascontiguousarray(pixels.reshape(resolution, resolution, -1))
+
+
+class Inspection(NamedTuple):
+    """What ingestion learns from opening one file once.
+
+    ``reason`` is empty for a valid image, else one of ingestion's quarantine reasons;
+    ``pixels`` holds the packed-cache bytes (``resolution x resolution x channels``) or None.
+    """
+
+    path: str
+    hash: str
+    format: str
+    mode: str
+    width: int
+    height: int
+    reason: str
+    detail: str
+    pixels: bytes | None
+
+
+class InspectSettings(NamedTuple):
+    """How files are checked and cached; the same in every worker process.
+
+    ``resolution`` 0 means: check only, cache nothing.
+    """
+
+    max_pixels: int
+    resolution: int
+    channels: int
+
+
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow open headers up to our own limit; :func:`inspect_file` enforces it."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # decompression-bomb, EXIF and palette warnings
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+class Rejected(Exception):
+    """A file fails a check: ``reason`` is one of ingestion's quarantine reasons."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail[:300]
+
+
+def _failure(error: Exception) -> Rejected:
+    reason = "truncated" if "truncated" in str(error).lower() else "unreadable"
+    return Rejected(reason, f"{type(error).__name__}: {error}")
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header of an image held in ``data``, refusing more than ``max_pixels``."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if data.startswith(SIGNATURES):
+            raise Rejected("truncated", "image header cut off") from None
+        raise Rejected("not_an_image", "not a format Pillow can read") from None
+    except Image.DecompressionBombError as error:
+        raise Rejected("too_many_pixels", f"{error} (ingestion.max_pixels = {max_pixels})"
+                       ) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _failure(error) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise Rejected("too_many_pixels", f"{width}x{height} is more than "
+                                          f"ingestion.max_pixels = {max_pixels}")
+    return image
+
+
+def inspect_file(root: Path, relative: str, previous_hash: str,
+                 settings: InspectSettings) -> Inspection:
+    """:func:`_inspect` one file under the pixel limit of ``settings``."""
+    with _pixel_limit(settings.max_pixels):
+        return _inspect(root, relative, previous_hash, settings)
+
+
+def _inspect(root: Path, relative: str, previous_hash: str,
+             settings: InspectSettings) -> Inspection:
+    """Open ``root / relative`` once: hash it, decode it fully, and pack it for the cache.
+
+    Args:
+        root: Folder the path is relative to.
+        relative: The file's path under ``root``.
+        previous_hash: Its content hash from the last ingestion, or ``""``. When the bytes
+            still hash to it, the file is not decoded again and ``format`` is ``"same"``.
+        settings: Pixel limit and cache resolution and channels.
+
+    Returns:
+        The inspection; never raises for a bad file.
+    """
+    digest, image_format, mode, size = "", "", "", (0, 0)
+    try:
+        try:
+            data = (root / relative).read_bytes()
+        except OSError as error:
+            raise Rejected("unreadable", f"{type(error).__name__}: {error}") from None
+        if not data:
+            raise Rejected("empty_file", "0 bytes")
+        digest = hashlib.blake2b(data, digest_size=HASH_BYTES).hexdigest()
+        if digest == previous_hash:
+            return Inspection(relative, digest, "same", "", 0, 0, "", "", None)
+        image = _open(data, settings.max_pixels)
+        image_format, mode, size = image.format or "", image.mode, image.size
+        try:
+            image.load()
+            shown = to_model_mode(image, settings.channels)
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise _failure(error) from None
+    except Rejected as rejected:
+        return Inspection(relative, digest, image_format, mode, size[0], size[1],
+                          rejected.reason, rejected.detail, None)
+    pixels = fit_square(shown, settings.resolution).tobytes() if settings.resolution else None
+    return Inspection(relative, digest, image_format, mode, shown.width, shown.height, "", "",
+                      pixels)
+
+
+def inspect_files(root: str, items: Sequence[tuple[str, str]],
+                  settings: InspectSettings) -> list[Inspection]:
+    """Inspect a chunk of files: the unit of work of ingestion's process pool.
+
+    Args:
+        root: Folder the paths are relative to.
+        items: ``(relative path, previous hash or "")`` pairs.
+        settings: See :func:`inspect_file`.
+    """
+    folder = Path(root)
+    with _pixel_limit(settings.max_pixels):
+        return [_inspect(folder, relative, previous, settings) for relative, previous in items]
+
+
+def worker_count(requested: int | None) -> int:
+    """Processes for validation: every core unless ``ingestion.num_workers`` says otherwise."""
+    return requested if requested is not None else (os.cpu_count() or 1)
