@@ -104,7 +104,7 @@ def test_round_trip_holds_every_valid_image(images, tmp_path, channels):
 
 def test_check_only_cache_has_no_pool(images, tmp_path):
     cache, stats = _update(images, tmp_path / "cache", InspectSettings(10**8, 0, 3))
-    assert (cache.enabled, cache.pool, cache.slots, stats.decoded) == (False, None, 0, 0)
+    assert (cache.enabled, cache.pool, cache.slots, stats.decoded) == (False, None, 0, 6)
     assert (cache.index["slot"] == -1).all()
     assert not list((tmp_path / "cache").glob("pixels-*"))
     assert read_cache(tmp_path / "cache").index["hash"].str.len().tolist() == [32] * 7

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
@@ -45,6 +45,8 @@ INDEX_COLUMNS = {"path": "str", "bytes": "int64", "mtime_ns": "int64", "hash": "
 CHUNK_FILES = 256  # files per task sent to a worker process
 TASKS_PER_WORKER = 4  # tasks queued per worker: bounds the results held in memory
 COMPACT_WHEN_DEAD = 0.5  # rewrite the pool when half its slots belong to removed files
+# What a check finds in a file; kept from the last run when the bytes hash as before.
+CHECKED_COLUMNS = ["hash", "format", "mode", "width", "height", "reason", "detail", "slot"]
 
 
 def empty_index() -> pd.DataFrame:
@@ -169,22 +171,25 @@ def _pool_name(generation: int) -> str:
     return f"pixels-{generation:04d}.u8"
 
 
-def _chunks(items: Sequence[tuple[str, str]], size: int) -> Iterator[Sequence[tuple[str, str]]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _chunks(paths: np.ndarray, hashes: np.ndarray, size: int
+            ) -> Iterator[list[tuple[str, str]]]:
+    """``(path, previous hash)`` pairs, ``size`` at a time: only chunks in flight exist."""
+    for start in range(0, len(paths), size):
+        yield list(zip(paths[start:start + size], hashes[start:start + size], strict=True))
 
 
-def _inspect_all(root: Path, items: Sequence[tuple[str, str]], settings: InspectSettings,
-                 workers: int, chunk_files: int) -> Iterator[Inspection]:
-    """Inspect ``items`` in order, over a pool of ``workers`` processes when worth it.
+def _inspect_chunks(root: Path, paths: np.ndarray, hashes: np.ndarray,
+                    settings: InspectSettings, workers: int,
+                    chunk_files: int) -> Iterator[list[Inspection]]:
+    """Inspect the files chunk by chunk, in order, over ``workers`` processes when worth it.
 
     At most ``TASKS_PER_WORKER`` chunks per worker are in flight, so the results waiting
     in memory do not grow with the number of files.
     """
-    chunks = _chunks(items, chunk_files)
-    if workers <= 1 or len(items) <= 2 * chunk_files:
+    chunks = _chunks(paths, hashes, chunk_files)
+    if workers <= 1 or len(paths) <= 2 * chunk_files:
         for chunk in chunks:
-            yield from inspect_files(str(root), chunk, settings)
+            yield inspect_files(str(root), chunk, settings)
         return
     # "spawn": the parent may hold torch's threads; forking it could deadlock a worker.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
@@ -192,9 +197,9 @@ def _inspect_all(root: Path, items: Sequence[tuple[str, str]], settings: Inspect
         for chunk in chunks:
             pending.append(executor.submit(inspect_files, str(root), chunk, settings))
             if len(pending) >= workers * TASKS_PER_WORKER:
-                yield from pending.pop(0).result()
+                yield pending.pop(0).result()
         for future in pending:
-            yield from future.result()
+            yield future.result()
 
 
 @dataclass
@@ -253,50 +258,60 @@ def update_cache(previous: ImageCache, root: Path, files: pd.DataFrame,
 def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
            settings: InspectSettings, workers: int, chunk_files: int,
            stats: UpdateStats) -> pd.DataFrame:
-    """Inspect ``todo``, append the new pixels to the pool, and return their index rows."""
-    items = list(zip(todo["path"], todo["hash"].fillna(""), strict=True))
-    if not items:
+    """Inspect ``todo``, append the new pixels to the pool, and return their index rows.
+
+    Results become a small typed frame per chunk, so memory holds compact columns rather
+    than a Python object per file.
+    """
+    if todo.empty:
         return empty_index()
-    records, slots = [], []
+    paths = todo["path"].to_numpy(dtype=object)
+    hashes = todo["hash"].fillna("").to_numpy(dtype=object)
+    frames = []
     pool = None
     if cache.pool is not None:
         cache.folder.mkdir(parents=True, exist_ok=True)
-        pool = open(cache.folder / cache.pool, "a+b")
+        pool = open(cache.folder / cache.pool, "a+b")  # closed in finally
         pool.truncate(cache.slots * cache.slot_bytes)  # drop slots never committed
-        pool.seek(0, os.SEEK_END)
-    bar = tqdm(total=len(items), desc="validating and caching", unit="file", disable=None,
+    bar = tqdm(total=len(paths), desc="validating and caching", unit="file", disable=None,
                mininterval=1.0)
     try:
-        for found in _inspect_all(root, items, settings, workers, chunk_files):
-            bar.update()
-            stats.checked += 1
-            if found.format == "same":  # touched, not changed: keep the old row and slot
-                row = old.loc[found.path]
-                records.append((found.path, row["hash"], row["format"], row["mode"],
-                                row["width"], row["height"], row["reason"], row["detail"]))
-                slots.append(int(row["slot"]))
-                continue
-            slot = -1
-            if found.pixels is not None and pool is not None:
-                pool.write(found.pixels)
-                slot, cache.slots = cache.slots, cache.slots + 1
-                stats.decoded += 1
-            records.append((found.path, found.hash, found.format, found.mode, found.width,
-                            found.height, found.reason, found.detail))
-            slots.append(slot)
+        for found in _inspect_chunks(root, paths, hashes, settings, workers, chunk_files):
+            slots = np.full(len(found), -1, np.int64)
+            for i, item in enumerate(found):
+                if item.pixels is not None and pool is not None:
+                    pool.write(item.pixels)
+                    slots[i], cache.slots = cache.slots, cache.slots + 1
+            frames.append(_frame(found, slots))
+            bar.update(len(found))
     finally:
         bar.close()
         if pool is not None:
             pool.flush()
             os.fsync(pool.fileno())
             pool.close()
-    rows = pd.DataFrame(records, columns=["path", "hash", "format", "mode", "width", "height",
-                                          "reason", "detail"])
-    rows["slot"] = slots
+    rows = pd.concat(frames, ignore_index=True)
+    stats.checked = len(rows)
+    same = (rows["format"] == "same").to_numpy()
+    stats.decoded = int((~same & (rows["reason"] == "").to_numpy()).sum())  # valid, new
+    if same.any():  # touched, not changed: keep the old row and slot
+        rows.loc[same, CHECKED_COLUMNS] = old.loc[rows.loc[same, "path"], CHECKED_COLUMNS
+                                                  ].to_numpy()
     sizes = todo.set_index("path")
     rows["bytes"] = rows["path"].map(sizes["bytes"])
     rows["mtime_ns"] = rows["path"].map(sizes["mtime_ns"])
     return rows[list(INDEX_COLUMNS)]
+
+
+def _frame(found: list[Inspection], slots: np.ndarray) -> pd.DataFrame:
+    """The index rows of one chunk (without bytes and mtime_ns), as typed columns."""
+    columns = {name: [getattr(item, name) for item in found]
+               for name in ("path", "hash", "format", "mode", "width", "height", "reason",
+                            "detail")}
+    frame = pd.DataFrame(columns).astype(
+        {name: INDEX_COLUMNS[name] for name in columns})
+    frame["slot"] = slots
+    return frame
 
 
 def _compact(cache: ImageCache) -> ImageCache:

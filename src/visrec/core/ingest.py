@@ -51,7 +51,9 @@ REASONS = (
     "leakage",               # the same content in two splits: kept on the training side
     "class_not_in_train",    # val/test images of a class with no training image
 )
-LISTING_COLUMNS = ["path", "label", "split", "bytes", "mtime_ns", "reason", "detail"]
+LISTING_DTYPES = {"path": "str", "label": "str", "split": "str", "bytes": "int64",
+                  "mtime_ns": "int64", "reason": "str", "detail": "str"}  # split NaN: carve
+LISTING_COLUMNS = list(LISTING_DTYPES)
 QUARANTINE_COLUMNS = ["path", "label", "split", "reason", "detail"]
 MANIFEST_COLUMNS = ["path", "label", "class_index", "split", "width", "height", "bytes",
                     "format", "mode", "hash", "cache_index"]
@@ -175,7 +177,7 @@ def list_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
         None where it must be carved; ``reason`` empty for a file to open); class_folders
         names every class folder seen, empty ones included.
     """
-    rows, class_folders = [], set()
+    rows, class_folders = _Rows(), set()
     with tqdm(desc="scanning", unit=" files", disable=None, mininterval=1.0) as progress:
         walker = _Walker(root, progress)
         walker.enter(root)
@@ -191,14 +193,14 @@ def list_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
             for entry in entries:
                 relative = Path(entry.path).relative_to(root).as_posix()
                 if not entry.is_dir():
-                    rows.append((relative, "", given, 0, 0, "not_in_a_class_folder",
+                    rows.add((relative, "", given, 0, 0, "not_in_a_class_folder",
                                  "files must be inside a class folder"))
                     continue
                 class_folders.add(entry.name)
                 if not walker.enter(Path(entry.path)):
                     continue
-                rows.extend(_stat_row(path, item, entry.name, given)
-                            for path, item in walker.files(entry.path))
+                for path, item in walker.files(entry.path):
+                    rows.add(_stat_row(path, item, entry.name, given))
         if walker.skipped_links:
             logger.warning("ingestion.root: %d folders reached twice through symbolic links "
                            "were listed once: %s", len(walker.skipped_links),
@@ -206,22 +208,52 @@ def list_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
     return _listing(rows, f"ingestion.root = '{root}'"), sorted(class_folders)
 
 
-def _listing(rows: list[tuple], source: str) -> pd.DataFrame:
+class _Rows:
+    """Listing rows gathered into typed frames every ``BATCH_ROWS`` rows: a million files
+    cost compact columns, not a million Python tuples."""
+
+    BATCH_ROWS = 50_000
+
+    def __init__(self) -> None:
+        self.frames: list[pd.DataFrame] = []
+        self.batch: list[tuple] = []
+
+    def add(self, row: tuple) -> None:
+        """Add one row in :data:`LISTING_COLUMNS` order."""
+        self.batch.append(row)
+        if len(self.batch) >= self.BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn the rows gathered so far into a typed frame."""
+        if self.batch:
+            frame = pd.DataFrame(self.batch, columns=LISTING_COLUMNS)
+            self.frames.append(frame.astype(LISTING_DTYPES))
+            self.batch = []
+
+    def table(self) -> pd.DataFrame:
+        """Every row, as one frame."""
+        self.flush()
+        if not self.frames:
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in LISTING_DTYPES.items()})
+        return pd.concat(self.frames, ignore_index=True)
+
+
+def _listing(rows: _Rows, source: str) -> pd.DataFrame:
     """The listing table; an error when it has no file to open.
 
     Args:
-        rows: Tuples in :data:`LISTING_COLUMNS` order.
+        rows: The gathered rows.
         source: The parameter and value the files came from, for the error.
     """
-    listing = pd.DataFrame(rows, columns=LISTING_COLUMNS)
+    listing = rows.table()
     if not (listing["reason"] == "").any():
         found = listing["reason"].value_counts().to_dict()
         raise IngestionError(
             f"{source}: no image files found ({found or 'nothing at all'}); expected one "
             "folder per class, or train/ [val/] [test/] with one folder per class, or a "
             f"labels file, holding {', '.join(sorted(IMAGE_EXTENSIONS))} files")
-    return listing.astype({"path": str, "label": str, "bytes": "int64", "mtime_ns": "int64",
-                           "reason": str, "detail": str})
+    return listing
 
 
 # --- listing a labels file ---------------------------------------------------------------
@@ -295,9 +327,10 @@ def list_labels_file(root: Path, labels_file: Path) -> tuple[pd.DataFrame, list[
         ``(listing, labels)`` as :func:`list_folder` returns them.
     """
     table = read_labels_file(labels_file)
-    rows = [_labels_file_row(root, *row) for row in tqdm(
-        table.itertuples(index=False, name=None), total=len(table), desc="scanning",
-        unit=" files", disable=None, mininterval=1.0)]
+    rows = _Rows()
+    for row in tqdm(table.itertuples(index=False, name=None), total=len(table),
+                    desc="scanning", unit=" files", disable=None, mininterval=1.0):
+        rows.add(_labels_file_row(root, *row))
     labels = sorted({label for label in table["label"] if label.strip()})
     return _listing(rows, f"ingestion.labels_file = '{labels_file}'"), labels
 
@@ -380,7 +413,7 @@ def _mark_copies(valid: pd.DataFrame) -> pd.DataFrame:
 
 def _examples(quarantine: pd.DataFrame, reason: str) -> list[dict[str, str]]:
     rows = quarantine[quarantine["reason"] == reason].head(EXAMPLES)
-    return [{"path": p, "split": s, "detail": d}
+    return [{"path": p, "split": None if pd.isna(s) else s, "detail": d}  # JSON has no NaN
             for p, s, d in zip(rows["path"], rows["split"], rows["detail"], strict=True)]
 
 
