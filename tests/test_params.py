@@ -217,6 +217,27 @@ def test_carve_fractions_below_half(fraction_key):
     assert f"ingestion.{fraction_key} = 0.5" in message
 
 
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"labels_file": "labels.txt"}, "ingestion.labels_file = 'labels.txt': give a .csv or "
+                                    ".parquet file"),
+    ({"channels": 2}, "ingestion.channels = 2"),
+    ({"max_pixels": 0}, "ingestion.max_pixels = 0"),
+    ({"num_workers": 0}, "ingestion.num_workers = 0"),
+    ({"cache": {"resolution": 4}}, "ingestion.cache.resolution = 4"),
+    ({"cache": {"max_disk_gb": -1}}, "ingestion.cache.max_disk_gb = -1"),
+    ({"cache": {"size": 64}}, "ingestion.cache.size: unknown parameter"),
+])
+def test_bad_ingestion_values_name_their_key(raw, expected):
+    assert expected in _error(IngestionParams, {"root": "data"} | raw)
+
+
+def test_ingestion_accepts_a_labels_file_and_grayscale():
+    params = IngestionParams.model_validate({"root": "data", "labels_file": "x/labels.PARQUET",
+                                             "channels": 1, "cache": {"resolution": 64}})
+    assert (params.labels_file, params.channels, params.cache.resolution) == (
+        "x/labels.PARQUET", 1, 64)
+
+
 @pytest.mark.parametrize("scale", [[0.9, 0.5], [0.0, 1.0], [0.5, 1.5]])
 def test_augmentation_scale_range(scale):
     message = _error(AugmentationParams, {"scale": scale})

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 
 from visrec.core.cache import INDEX_FILE, ImageCache, read_cache, write_cache
+from visrec.datasets.folder import FolderDataset
 
 
-class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
+class ImageCacheDataset(FolderDataset[ImageCache, ImageCache]):
     """A packed image cache folder: an index table and a memory-mapped pixel pool.
 
     Loading opens the committed cache (an empty one when the folder is new or unreadable);
@@ -27,16 +25,6 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
           type: visrec.datasets.ImageCacheDataset
           path: data/04_feature/image_cache
     """
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
-        """Create the dataset.
-
-        Args:
-            path: The cache folder.
-            metadata: Free-form metadata, ignored by Kedro.
-        """
-        self._path = Path(path)
-        self.metadata = metadata
 
     def load(self) -> ImageCache:
         """Open the committed cache, or an empty one."""
@@ -55,6 +43,3 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
 
     def _exists(self) -> bool:
         return (self._path / INDEX_FILE).is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}

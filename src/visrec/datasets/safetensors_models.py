@@ -17,35 +17,26 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 from safetensors.torch import load_file, save_file
+
+from visrec.datasets.folder import FolderDataset
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class SafetensorsModelsDataset(AbstractDataset[dict[str, dict], dict[str, dict]]):
+class SafetensorsModelsDataset(FolderDataset[dict[str, dict], dict[str, dict]]):
     """Named weight sets in one folder, each ``{"weights": {name: Tensor}, "config": dict}``.
 
-    Example catalog entry::
+    ``path`` holds one subfolder per weight set. Example catalog entry::
 
         trained_models:
           type: visrec.datasets.SafetensorsModelsDataset
           path: data/06_models/classifier
     """
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
-        """Create the dataset.
-
-        Args:
-            path: Folder holding one subfolder per weight set.
-            metadata: Free-form metadata, ignored by Kedro.
-        """
-        self._path = Path(path)
-        self.metadata = metadata
 
     def load(self) -> dict[str, dict]:
         """Load every weight set of the folder, keyed by subfolder name."""
@@ -89,6 +80,3 @@ class SafetensorsModelsDataset(AbstractDataset[dict[str, dict], dict[str, dict]]
 
     def _exists(self) -> bool:
         return self._path.is_dir() and any(self._path.glob(f"*/{WEIGHTS_FILE}"))
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
