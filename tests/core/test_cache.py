@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.core.crashing import inspect_or_die
 from visrec.core import cache as cache_module
 from visrec.core import images as images_module
 from visrec.core.cache import (
@@ -340,3 +341,20 @@ def test_cache_pickles_without_its_pixels(images, tmp_path):
     assert copy._pixels is None
     np.testing.assert_array_equal(copy.pixels, before)  # mapped anew in the new process
     assert cache._pixels is not None  # the original keeps its map
+
+
+def test_a_file_that_kills_its_worker_is_quarantined_and_the_rest_checked(
+        tmp_path, png, monkeypatch, caplog):
+    root = tmp_path / "many"
+    for i in range(40):
+        png(root / f"{i:03d}.png", size=(8, 8))
+    png(root / "017 crash.png", size=(8, 8))
+    monkeypatch.setattr("visrec.core.cache.inspect_files", inspect_or_die)
+    cache, stats = _update(root, tmp_path / "cache", workers=2, chunk_files=4)
+    rows = cache.index.set_index("path")
+    assert rows.loc["017 crash.png", "reason"] == "unreadable"
+    assert "decoder crashed" in rows.loc["017 crash.png", "detail"]
+    assert (rows.drop(index="017 crash.png")["reason"] == "").all()
+    assert (stats.checked, stats.decoded) == (41, 40)
+    assert "a worker process died" in caplog.text
+    _assert_pixels_right(cache, root)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -178,6 +180,65 @@ def _chunks(paths: np.ndarray, hashes: np.ndarray, size: int
         yield list(zip(paths[start:start + size], hashes[start:start + size], strict=True))
 
 
+class _Workers:
+    """Processes that check files, surviving a decoder that crashes one of them.
+
+    A crafted or corrupt file can crash Pillow's C code and kill its worker. When that
+    happens every chunk in flight is checked again one file per task in a fresh pool; the
+    file whose task kills a worker again is quarantined as ``unreadable``.
+    """
+
+    def __init__(self, root: Path, settings: InspectSettings, workers: int) -> None:
+        self.root, self.settings, self.workers = str(root), settings, workers
+        self.executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # "spawn": the parent may hold torch's threads; forking it could deadlock a worker.
+        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+
+    def started(self) -> bool:
+        """Whether worker processes can run here at all (a script read from stdin, for
+        one, cannot start them); if not, the pool is shut and checks run in this process."""
+        try:
+            self.executor.submit(os.getpid).result()
+        except BrokenProcessPool:
+            logger.warning("worker processes could not start; checking files in this one")
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            return False
+        return True
+
+    def restart(self) -> None:
+        """Replace a broken pool by a fresh one."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self._start()
+
+    def submit(self, chunk: list[tuple[str, str]]) -> Future:
+        """Check ``chunk`` in a worker."""
+        return self.executor.submit(inspect_files, self.root, chunk, self.settings)
+
+    def collect(self, pending: deque[tuple[list[tuple[str, str]], Future]]
+                ) -> list[Inspection]:
+        """The results of the oldest chunk in flight (of all of them, after a crash)."""
+        chunk, future = pending.popleft()
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            in_flight = [chunk, *(waiting for waiting, _ in pending)]
+            pending.clear()
+            logger.warning("a worker process died checking one of %d files; checking them "
+                           "one at a time", sum(map(len, in_flight)))
+            self.restart()
+            return [found for each in in_flight for item in each for found in self._alone(item)]
+
+    def _alone(self, item: tuple[str, str]) -> list[Inspection]:
+        try:
+            return self.submit([item]).result()
+        except BrokenProcessPool:
+            self.restart()
+            return [Inspection(item[0], "", "", "", 0, 0, "unreadable",
+                               "the image decoder crashed on this file", None)]
+
+
 def _inspect_chunks(root: Path, paths: np.ndarray, hashes: np.ndarray,
                     settings: InspectSettings, workers: int,
                     chunk_files: int) -> Iterator[list[Inspection]]:
@@ -191,15 +252,21 @@ def _inspect_chunks(root: Path, paths: np.ndarray, hashes: np.ndarray,
         for chunk in chunks:
             yield inspect_files(str(root), chunk, settings)
         return
-    # "spawn": the parent may hold torch's threads; forking it could deadlock a worker.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
-        pending: list[Future] = []
+    pool = _Workers(root, settings, workers)
+    if not pool.started():
         for chunk in chunks:
-            pending.append(executor.submit(inspect_files, str(root), chunk, settings))
+            yield inspect_files(str(root), chunk, settings)
+        return
+    try:
+        pending: deque[tuple[list[tuple[str, str]], Future]] = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(chunk)))
             if len(pending) >= workers * TASKS_PER_WORKER:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+                yield pool.collect(pending)
+        while pending:
+            yield pool.collect(pending)
+    finally:
+        pool.executor.shutdown(cancel_futures=True)
 
 
 @dataclass
