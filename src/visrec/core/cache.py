@@ -213,8 +213,13 @@ class _Workers:
         self.executor = self._start()
 
     def submit(self, chunk: list[tuple[str, str]]) -> Future:
-        """Check ``chunk`` in a worker."""
-        return self.executor.submit(inspect_files, self.root, chunk, self.settings)
+        """Check ``chunk`` in a worker; a pool that broke already gives a failed future."""
+        try:
+            return self.executor.submit(inspect_files, self.root, chunk, self.settings)
+        except BrokenProcessPool as error:
+            failed: Future = Future()
+            failed.set_exception(error)
+            return failed
 
     def collect(self, pending: deque[tuple[list[tuple[str, str]], Future]]
                 ) -> list[Inspection]:
