@@ -5,10 +5,13 @@
 For each N it writes N noise PNGs (each unique) into a folder of 10 class folders, then
 runs `kedro run --pipelines=ingestion` twice in a throwaway copy of the project: a first
 run (every file opened, checked, hashed and packed into the cache) and a re-run with
-nothing changed. Prints a Markdown table: files/s of each run (N divided by the seconds
-Kedro reports for the pipeline, which leave out interpreter start-up and imports), the
-wall seconds of each command, and the peak resident memory of the command's whole process
-tree (the kedro process and its validation workers, summed). `--full` adds N = 1,000,000.
+nothing changed. It also times one pass of the training transform over up to 10,000 of
+the images, read from the packed cache and from the files.
+
+Prints a Markdown table: files/s of each run (N divided by the seconds Kedro reports for
+the pipeline, which leave out interpreter start-up and imports), the wall seconds of each
+command, and the peak resident memory of the command's whole process tree (the kedro
+process and its validation workers, summed). `--full` adds N = 1,000,000.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import logging
 import re
 import tempfile
+import time
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -58,6 +62,30 @@ def ingest(project: Path, folder: Path) -> dict[str, float]:
     return {"pipeline_s": float(match.group(1)), "wall_s": seconds, "peak_gib": peak / 2**30}
 
 
+def loader_speed(project: Path, folder: Path, limit: int = 10_000) -> dict[str, float]:
+    """Images/s of one pass of the training transform over the packed cache and over the
+    PNG files, in this process (no loader workers, as on a 2-core machine)."""
+    import pandas as pd  # noqa: PLC0415 - torch and visrec load only for this figure
+    import torch  # noqa: PLC0415
+
+    from visrec.core.cache import read_cache  # noqa: PLC0415
+    from visrec.core.data import manifest_dataset  # noqa: PLC0415
+    from visrec.core.transforms import build_train_transform, make_spec  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    rows = pd.read_parquet(project / "data/02_intermediate/manifest.parquet").head(limit)
+    cache = read_cache(project / "data/04_feature/image_cache")
+    transform = build_train_transform(make_spec("flip_crop", True, (0.35, 1.0), 2, 9), SIDE)
+    speeds = {}
+    for name, source in (("cache", cache), ("files", None)):
+        dataset = manifest_dataset(rows, source, folder, transform)
+        start = time.perf_counter()
+        for index in range(len(dataset)):
+            dataset[index]
+        speeds[f"{name}_images_per_s"] = len(dataset) / (time.perf_counter() - start)
+    return speeds
+
+
 def measure(n: int, workdir: Path) -> dict[str, float]:
     """Generate ``n`` images, ingest them twice; the figures of both runs."""
     folder = workdir / f"images_{n}"
@@ -66,7 +94,8 @@ def measure(n: int, workdir: Path) -> dict[str, float]:
     project = make_project(workdir / f"project_{n}")
     first = ingest(project, folder)
     again = ingest(project, folder)
-    return {"n": n, "first_files_per_s": n / first["pipeline_s"],
+    return {"n": n, **loader_speed(project, folder),
+            "first_files_per_s": n / first["pipeline_s"],
             "rerun_files_per_s": n / again["pipeline_s"],
             "first_s_per_file_us": first["pipeline_s"] / n * 1e6,
             "first_wall_s": first["wall_s"], "rerun_wall_s": again["wall_s"],
@@ -97,6 +126,9 @@ def main() -> None:
                     row["first_files_per_s"], row["rerun_files_per_s"],
                     row["first_s_per_file_us"], row["first_wall_s"], row["rerun_wall_s"],
                     row["peak_gib"])
+    logger.info("\ntraining transform (flip_crop, %d px), one process: %.0f images/s from the "
+                "packed cache, %.0f images/s decoding the PNG files", SIDE,
+                rows[0]["cache_images_per_s"], rows[0]["files_images_per_s"])
     base = rows[0]
     for row in rows[1:]:
         logger.info("seconds per file at N=%d / at N=%d: %.2f", row["n"], base["n"],
