@@ -335,6 +335,39 @@ def list_labels_file(root: Path, labels_file: Path) -> tuple[pd.DataFrame, list[
     return _listing(rows, f"ingestion.labels_file = '{labels_file}'"), labels
 
 
+def resolve_root(root: str | Path) -> Path:
+    """``ingestion.root`` made absolute.
+
+    Raises:
+        IngestionError: If it is not a folder.
+    """
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise IngestionError(f"ingestion.root = '{root}': folder does not exist "
+                             f"(resolved to {folder})")
+    return folder
+
+
+def list_source(root: Path, labels_file: str | Path | None) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`list_labels_file` when a labels file is given, else :func:`list_folder`."""
+    if labels_file is None:
+        return list_folder(root)
+    return list_labels_file(root, Path(labels_file).expanduser())
+
+
+def source_name(root: str | Path, labels_file: str | Path | None) -> str:
+    """The parameter and value the images come from, for messages."""
+    if labels_file is None:
+        return f"ingestion.root = '{root}'"
+    return f"ingestion.labels_file = '{labels_file}'"
+
+
+def files_to_check(listing: pd.DataFrame) -> pd.DataFrame:
+    """Unique ``path``, ``bytes``, ``mtime_ns`` of the listed files left to open."""
+    files = listing.loc[listing["reason"] == "", ["path", "bytes", "mtime_ns"]]
+    return files.drop_duplicates("path").reset_index(drop=True)
+
+
 # --- curation ----------------------------------------------------------------------------
 
 
@@ -548,17 +581,10 @@ def build_manifest(root: str | Path, val_fraction: float, test_fraction: float, 
     Raises:
         IngestionError: If the folder is missing or holds fewer than 2 usable classes.
     """
-    folder = Path(root).expanduser().resolve()
-    if not folder.is_dir():
-        raise IngestionError(f"ingestion.root = '{root}': folder does not exist")
-    if labels_file is None:
-        listing, names = list_folder(folder)
-    else:
-        listing, names = list_labels_file(folder, Path(labels_file))
-    files = listing.loc[listing["reason"] == "", ["path", "bytes", "mtime_ns"]]
+    folder = resolve_root(root)
+    listing, names = list_source(folder, labels_file)
     settings = InspectSettings(max_pixels, 0, channels)
     checked, _ = update_cache(ImageCache(folder / ".unused", settings), folder,
-                              files.drop_duplicates("path"), settings, workers)
-    source = f"ingestion.root = '{root}'" if labels_file is None else (
-        f"ingestion.labels_file = '{labels_file}'")
-    return curate(listing, checked.index, names, val_fraction, test_fraction, seed, source)
+                              files_to_check(listing), settings, workers)
+    return curate(listing, checked.index, names, val_fraction, test_fraction, seed,
+                  source_name(root, labels_file))

@@ -2,32 +2,24 @@
 
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from visrec.core.cache import ImageCache, update_cache
 from visrec.core.images import InspectSettings, worker_count
 from visrec.core.ingest import (
-    IngestionError,
     curate,
-    list_folder,
-    list_labels_file,
+    files_to_check,
+    list_source,
     quarantine_counts,
+    resolve_root,
+    source_name,
     summary_lines,
 )
 from visrec.core.models import cache_resolution
 from visrec.params import IngestionParams
 
 logger = logging.getLogger(__name__)
-
-
-def _root(params: IngestionParams) -> Path:
-    root = Path(params.root).expanduser().resolve()
-    if not root.is_dir():
-        raise IngestionError(f"ingestion.root = '{params.root}': folder does not exist "
-                             f"(resolved to {root})")
-    return root
 
 
 def list_images(params: IngestionParams) -> tuple[pd.DataFrame, list[str]]:
@@ -41,12 +33,7 @@ def list_images(params: IngestionParams) -> tuple[pd.DataFrame, list[str]]:
         modification time and, for files refused without opening, a reason; and every
         class name seen (empty class folders too).
     """
-    root = _root(params)
-    if params.labels_file is not None:
-        listing, names = list_labels_file(root, Path(params.labels_file).expanduser())
-    else:
-        listing, names = list_folder(root)
-    return listing, names
+    return list_source(resolve_root(params.root), params.labels_file)
 
 
 def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionParams,
@@ -63,8 +50,7 @@ def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionP
     Returns:
         The updated cache (committed by its dataset).
     """
-    files = listing.loc[listing["reason"] == "", ["path", "bytes", "mtime_ns"]]
-    files = files.drop_duplicates("path").reset_index(drop=True)
+    files = files_to_check(listing)
     resolution = 0
     if params.cache.enabled:
         resolution = params.cache.resolution or cache_resolution(image_size, model)
@@ -77,7 +63,8 @@ def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionP
     settings = InspectSettings(params.max_pixels, resolution, params.channels)
     workers = worker_count(params.num_workers)
     start = time.perf_counter()
-    cache, stats = update_cache(previous, _root(params), files, settings, workers)
+    cache, stats = update_cache(previous, resolve_root(params.root), files, settings,
+                                 workers)
     seconds = time.perf_counter() - start
     logger.info("checked %d of %d files in %.1f s (%.0f files/s, %d processes): %d unchanged, "
                 "%d decoded, %d removed%s", stats.checked, len(files), seconds,
@@ -100,10 +87,9 @@ def curate_images(listing: pd.DataFrame, class_names: list[str], cache: ImageCac
     Returns:
         ``(manifest, quarantine, report)``.
     """
-    source = (f"ingestion.root = '{params.root}'" if params.labels_file is None
-              else f"ingestion.labels_file = '{params.labels_file}'")
     manifest, quarantine, facts = curate(listing, cache.index, class_names,
-                                         params.val_fraction, params.test_fraction, seed, source)
+                                         params.val_fraction, params.test_fraction, seed,
+                                         source_name(params.root, params.labels_file))
     cached = int((manifest["cache_index"] >= 0).sum()) if cache.enabled else 0
     report = {
         "root": params.root,  # as configured: a relative root stays portable
