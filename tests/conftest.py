@@ -78,7 +78,7 @@ def tiny_params(digits_folder: Path, tmp_path: Path) -> dict:
                                             num_workers=1),
         "image_cache_state": read_cache(tmp_path / "image_cache"),
         "params:training.model": "test_resnet",
-        "params:class_balance": ClassBalanceParams(strategy="sampler"),
+        "params:class_balance": ClassBalanceParams(strategy="class_balanced_sampler"),
         "params:augmentation": AugmentationParams(policy="flip_crop", hflip=False,
                                                   preview_images=2, preview_repeats=2),
         "params:training": TrainingParams(model="test_resnet", epochs=2, batch_size=16,

@@ -10,6 +10,7 @@ import yaml
 from kedro.config import OmegaConfigLoader
 
 from visrec.params import (
+    BALANCE_STRATEGIES,
     AugmentationParams,
     ClassBalanceParams,
     DemoDataParams,
@@ -152,9 +153,41 @@ def test_unknown_key(model, raw, key):
 
 def test_strategy_lists_accepted_values():
     message = _error(ClassBalanceParams, {"strategy": "bogus"})
-    assert "class_balance.strategy = 'bogus'" in message
-    for accepted in ("'none'", "'class_weights'", "'sampler'"):
-        assert accepted in message
+    assert "class_balance.strategy = 'bogus': unknown strategy 'bogus'" in message
+    assert "accepted: " + ", ".join(BALANCE_STRATEGIES) in message
+
+
+def test_strategy_suggests_a_close_name():
+    message = _error(ClassBalanceParams, {"strategy": "logit_adjust"})
+    assert "did you mean logit_adjustment?" in message
+
+
+@pytest.mark.parametrize("strategy", [*BALANCE_STRATEGIES, ["class_balanced_sampler", "focal"],
+                                      ["oversample", "drw", "logit_adjustment", "crt"]])
+def test_every_strategy_and_combination_is_accepted(strategy):
+    params = ClassBalanceParams.model_validate({"strategy": strategy})
+    expected = (strategy,) if isinstance(strategy, str) else tuple(strategy)
+    assert params.strategies == expected
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [
+    (["oversample", "sqrt_sampler"], "'oversample' and 'sqrt_sampler' both set the sampler"),
+    (["class_weights", "drw"], "'class_weights' and 'drw' both set the class weights"),
+    (["auto", "focal"], "'none' and 'auto' stand alone"),
+    (["focal", "nope"], "unknown strategy 'nope'"),
+    ([], "give one name or a list of names"),
+    (3, "give one name or a list of names"),
+])
+def test_bad_strategy_combinations(strategy, expected):
+    message = _error(ClassBalanceParams, {"strategy": strategy})
+    assert "class_balance.strategy = " in message
+    assert expected in message
+
+
+def test_shot_group_thresholds_must_leave_no_gap():
+    message = _error(ClassBalanceParams, {"groups": {"many": 10, "few": 20}})
+    assert "few = 20 must be at most many + 1 = 11" in message
+    assert ClassBalanceParams.model_validate({"groups": {"many": 19, "few": 20}}).groups.few == 20
 
 
 def test_augmentation_policy_lists_accepted_values():

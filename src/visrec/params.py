@@ -13,7 +13,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ParameterError(ValueError):
@@ -113,11 +120,129 @@ class IngestionParams(Params):
         return value
 
 
+# Remedies for class imbalance, by the part of training each one changes. A strategy may
+# list several names, at most one per part: [class_balanced_sampler, focal].
+BALANCE_PARTS = {
+    "oversample": "sampler", "undersample": "sampler", "sqrt_sampler": "sampler",
+    "class_balanced_sampler": "sampler",
+    "class_weights": "class weights", "drw": "class weights",
+    "focal": "loss",
+    "logit_adjustment": "logit adjustment",
+    "crt": "classifier re-training",
+}
+BALANCE_STRATEGIES = ("none", *BALANCE_PARTS, "auto")
+
+
+class ShotGroupParams(Params):
+    """Many/medium/few-shot thresholds in training images (Liu et al. 2019)."""
+
+    key: ClassVar[str] = "class_balance.groups"
+    many: int = Field(100, ge=1, description="many-shot: more than this many training images")
+    few: int = Field(20, ge=1, description="few-shot: fewer than this many training images")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShotGroupParams:
+        if self.few > self.many + 1:
+            raise ValueError(f"class_balance.groups: few = {self.few} must be at most many + 1 "
+                             f"= {self.many + 1}, so that every class falls in one group")
+        return self
+
+
+class ResampleParams(Params):
+    """Random over- or under-sampling of the training rows (``class_balance.resample``)."""
+
+    key: ClassVar[str] = "class_balance.resample"
+    ratio: float = Field(1.0, gt=0.0, le=1.0,
+                         description="smallest / largest class after resampling")
+
+
+class FocalParams(Params):
+    """Focal loss (Lin et al. 2017)."""
+
+    key: ClassVar[str] = "class_balance.focal"
+    gamma: float = Field(2.0, ge=0.0, le=10.0, description="focusing exponent; 0 is cross-entropy")
+
+
+class LogitAdjustmentParams(Params):
+    """Logit-adjusted loss (Menon et al. 2021)."""
+
+    key: ClassVar[str] = "class_balance.logit_adjustment"
+    tau: float = Field(1.0, ge=0.0, le=10.0, description="scale of the log prior; 1 = balanced "
+                                                          "softmax")
+
+
+class DrwParams(Params):
+    """Deferred re-weighting (Cao et al. 2019)."""
+
+    key: ClassVar[str] = "class_balance.drw"
+    start_fraction: float = Field(0.8, gt=0.0, lt=1.0,
+                                  description="of the epochs before the class weights start")
+
+
+class CrtParams(Params):
+    """Classifier re-training with class-balanced sampling (Kang et al. 2020)."""
+
+    key: ClassVar[str] = "class_balance.crt"
+    epochs: int = Field(10, ge=1, le=1000)
+    lr: float = Field(0.2, gt=0.0, le=10.0, description="learning rate per 256 images")
+
+
+class AutoParams(Params):
+    """How ``strategy: auto`` decides (``class_balance.auto``)."""
+
+    key: ClassVar[str] = "class_balance.auto"
+    min_imbalance_ratio: float = Field(
+        3.0, ge=1.0, description="below this train imbalance ratio, no remedy")
+
+
 class ClassBalanceParams(Params):
-    """Remedy for class imbalance (``class_balance``)."""
+    """Analysis of the class distribution and the remedy for imbalance (``class_balance``)."""
 
     key: ClassVar[str] = "class_balance"
-    strategy: Literal["none", "class_weights", "sampler"] = "sampler"
+    strategy: str | tuple[str, ...] = Field(
+        "auto", description="a name of BALANCE_STRATEGIES, or a list with one name per part")
+    class_weights: Literal["effective_number", "inverse_frequency"] = Field(
+        "effective_number", description="loss weights of class_weights and drw")
+    beta: float = Field(0.999, ge=0.0, lt=1.0,
+                        description="effective number of samples (1 - beta^n) / (1 - beta)")
+    groups: ShotGroupParams = ShotGroupParams()
+    resample: ResampleParams = ResampleParams()
+    focal: FocalParams = FocalParams()
+    logit_adjustment: LogitAdjustmentParams = LogitAdjustmentParams()
+    drw: DrwParams = DrwParams()
+    crt: CrtParams = CrtParams()
+    auto: AutoParams = AutoParams()
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _known_strategy(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not names or not all(
+                isinstance(n, str) for n in names):
+            raise ValueError(f"give one name or a list of names of {list(BALANCE_STRATEGIES)}")
+        for name in names:
+            if name not in BALANCE_STRATEGIES:
+                close = difflib.get_close_matches(name, BALANCE_STRATEGIES, n=3, cutoff=0.6)
+                hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+                raise ValueError(f"unknown strategy {name!r}{hint}; accepted: "
+                                 f"{', '.join(BALANCE_STRATEGIES)}")
+        if {"none", "auto"} & set(names):
+            if len(names) > 1:
+                raise ValueError("'none' and 'auto' stand alone; list only remedies to combine")
+            return value if isinstance(value, str) else tuple(value)
+        parts: dict[str, str] = {}
+        for name in names:
+            part = BALANCE_PARTS[name]
+            if part in parts:
+                raise ValueError(f"{parts[part]!r} and {name!r} both set the {part}; "
+                                 "combine at most one name per part")
+            parts[part] = name
+        return value if isinstance(value, str) else tuple(value)
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        """The strategy as a tuple of names."""
+        return (self.strategy,) if isinstance(self.strategy, str) else self.strategy
 
 
 class AugmentationParams(Params):

@@ -27,10 +27,12 @@ from visrec.core.engine import (
     evaluate,
     fit,
     predict,
+    retrain_classifier,
     seed_everything,
     swa_start_epoch,
 )
 from visrec.core.images import load_image
+from visrec.core.losses import LossSpec, make_criterion
 from visrec.core.models import (
     WeightsError,
     create_classifier,
@@ -39,6 +41,7 @@ from visrec.core.models import (
     select_device,
     weights_artifact,
 )
+from visrec.core.samplers import ResamplingSampler
 from visrec.core.transforms import build_eval_transform, build_train_transform, make_spec
 
 CPU = torch.device("cpu")
@@ -117,7 +120,7 @@ def _run(data: ImageData, config: FitConfig, seed: int = 0, **loader_kwargs):
     return fit(model, train, val, config, CPU)
 
 
-SWA_CONFIG = FitConfig(epochs=5, lr=0.02, warmup_epochs=2, label_smoothing=0.1,
+SWA_CONFIG = FitConfig(epochs=5, lr=0.02, warmup_epochs=2, loss=LossSpec(label_smoothing=0.1),
                        swa_start=swa_start_epoch(5, 0.6), swa_lr=0.01, swa_anneal_epochs=1)
 
 
@@ -406,19 +409,35 @@ def test_eval_loader_keeps_order_and_every_row():
 
 def test_weighted_loader_samples_with_replacement():
     weights = np.array([1.0] * 10 + [0.0] * 10)  # rows 10..19 are never drawn
-    loader = make_loader(_index_dataset(20), 5, CPU, seed=0, train=True,
-                         sample_weights=weights, num_workers=0)
+
+    def sampler():
+        return WeightedRandomSampler(torch.as_tensor(weights), num_samples=20, replacement=True,
+                                     generator=torch.Generator().manual_seed(0))
+
+    loader = make_loader(_index_dataset(20), 5, CPU, seed=0, train=True, sampler=sampler(),
+                         num_workers=0)
     assert isinstance(loader.sampler, WeightedRandomSampler)
-    assert loader.sampler.num_samples == 20
     order = _order(loader)
     assert len(order) == 20
     assert max(order) < 10
     assert len(set(order)) < len(order)  # with replacement: 20 draws of 10 rows repeat
     assert order == _order(make_loader(_index_dataset(20), 5, CPU, seed=0, train=True,
-                                       sample_weights=weights, num_workers=0))
-    # Evaluation ignores the weights.
+                                       sampler=sampler(), num_workers=0))
+    # Evaluation ignores the sampler.
     assert _order(make_loader(_index_dataset(20), 5, CPU, seed=0, train=False,
-                              sample_weights=weights, num_workers=0)) == list(range(20))
+                              sampler=sampler(), num_workers=0)) == list(range(20))
+
+
+def test_loader_epoch_length_follows_the_sampler():
+    """An undersampled epoch of 6 rows drops no batch of 8; an oversampled one of 40 does."""
+    small = ResamplingSampler(np.array([0] * 12 + [1] * 3), np.array([3, 3]), "undersample", 0)
+    loader = make_loader(_index_dataset(15), 8, CPU, seed=0, train=True, sampler=small,
+                         num_workers=0)
+    assert len(_order(loader)) == 6
+    large = ResamplingSampler(np.array([0] * 12 + [1] * 3), np.array([20, 20]), "oversample", 0)
+    loader = make_loader(_index_dataset(15), 8, CPU, seed=0, train=True, sampler=large,
+                         num_workers=0)
+    assert len(_order(loader)) == 40
 
 
 @pytest.mark.parametrize(("cores", "device", "expected"), [
@@ -593,3 +612,41 @@ def test_warmup_longer_than_the_schedule_is_shortened(images, caplog):
     assert used[steps] == pytest.approx(0.02)  # ... reaches the peak at the second
     assert swa_model is not None
     assert history["phase"].tolist() == ["train", "train", "swa"]
+
+
+def test_fit_switches_class_weights_on_at_the_deferred_epoch(images, monkeypatch):
+    built: list[tuple[int, list[float] | None]] = []
+
+    def recording(spec, epoch):
+        criterion = make_criterion(spec, epoch)
+        weight = criterion.weight
+        built.append((epoch, None if weight is None else weight.tolist()))
+        return criterion
+
+    monkeypatch.setattr("visrec.core.engine.make_criterion", recording)
+    config = FitConfig(epochs=3, lr=0.01, loss=LossSpec(class_weights=(1.0, 2.0, 3.0),
+                                                         weights_from_epoch=2))
+    _run(images, config, with_val=False)
+    assert built == [(0, None), (1, None), (2, [1.0, 2.0, 3.0])]
+
+
+def test_classifier_retraining_changes_only_the_head(images):
+    model, _, _ = _run(images, FitConfig(epochs=2, lr=0.02), with_val=False)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    old_head = model.get_classifier()
+    train, val = _loaders(images, seed=0)
+    history = retrain_classifier(model, train, val, FitConfig(epochs=2, lr=0.05), CPU)
+    assert model.get_classifier() is not old_head  # re-initialised, as in Kang et al. 2020
+    head = {name for name, p in model.named_parameters()
+            if any(p is q for q in model.get_classifier().parameters())}
+    assert head == {"fc.weight", "fc.bias"}
+    after = model.state_dict()
+    for name, value in before.items():
+        if name in head:
+            assert not torch.equal(value, after[name]), name
+        else:  # backbone weights and BatchNorm running statistics stay as they were
+            assert torch.equal(value, after[name]), name
+    assert all(p.requires_grad for p in model.parameters())
+    assert history["phase"].tolist() == ["crt", "crt"]
+    assert history["epoch"].tolist() == [1, 2]
+    assert history["val_balanced_accuracy"].between(0, 1).all()

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec.core.metrics import classification_metrics, confusion, per_class_report
+from visrec.core.metrics import (
+    classification_metrics,
+    confusion,
+    group_accuracies,
+    per_class_report,
+)
 
 
 def _one_hot(predicted: list[int], num_classes: int) -> np.ndarray:
@@ -103,3 +108,16 @@ def test_macro_f1_skips_classes_absent_from_labels_and_predictions():
     metrics = classification_metrics(labels, probabilities)
     assert metrics["macro_f1"] == pytest.approx(1.0)
     assert metrics["balanced_accuracy"] == pytest.approx(1.0)
+
+
+def test_group_accuracies_are_mean_recall_of_each_group():
+    # Classes 0 (many), 1 and 2 (medium), 3 (few); class 4 (few) has no test image.
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    predicted = np.array([0, 0, 0, 1, 1, 0, 2, 2, 2, 0, 0])
+    groups = ["many", "medium", "medium", "few", "few"]
+    result = group_accuracies(labels, predicted, groups)
+    assert result == pytest.approx({"many_shot_accuracy": 0.75,
+                                    "medium_shot_accuracy": (0.5 + 1.0) / 2,
+                                    "few_shot_accuracy": 0.0})
+    # A group none of whose classes is tested gets no entry.
+    assert "few_shot_accuracy" not in group_accuracies(labels[:9], predicted[:9], groups)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 
 from visrec.core.cache import ImageCache
@@ -106,7 +106,7 @@ def auto_num_workers(device: torch.device) -> int:
 
 
 def make_loader(dataset: Dataset, batch_size: int, device: torch.device, seed: int,
-                train: bool, sample_weights: np.ndarray | None = None,
+                train: bool, sampler: Sampler[int] | None = None,
                 num_workers: int | None = None) -> DataLoader:
     """A DataLoader that is reproducible under ``seed``.
 
@@ -116,17 +116,15 @@ def make_loader(dataset: Dataset, batch_size: int, device: torch.device, seed: i
         device: Where batches go (pinned memory on CUDA).
         seed: Seeds shuffling, sampling and the workers' augmentation.
         train: Shuffle (or sample) and drop a last incomplete batch (BatchNorm on 1 image fails).
-        sample_weights: Per-row weights for sampling with replacement, or None.
+        sampler: Draws the training rows (class-balanced sampling, resampling), or None
+            to shuffle.
         num_workers: Loader processes; None chooses with :func:`auto_num_workers`.
     """
     generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if train and sample_weights is not None:
-        sampler = WeightedRandomSampler(torch.as_tensor(sample_weights, dtype=torch.float64),
-                                        num_samples=len(dataset), replacement=True,
-                                        generator=generator)
+    sampler = sampler if train else None
+    rows = len(dataset) if sampler is None else len(sampler)
     workers = auto_num_workers(device) if num_workers is None else num_workers
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                       sampler=sampler, generator=generator, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                      drop_last=train and len(dataset) > batch_size)
+                      drop_last=train and rows > batch_size)

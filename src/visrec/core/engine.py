@@ -6,17 +6,19 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from visrec.core.losses import LossSpec, make_criterion
+from visrec.core.metrics import balanced_accuracy
 
 if TYPE_CHECKING:
     from timm.scheduler.scheduler import Scheduler
@@ -34,8 +36,7 @@ class FitConfig:
         momentum: SGD momentum (Nesterov).
         weight_decay: L2 decay, not applied to biases and norm layers.
         warmup_epochs: Epochs of linear warmup from ``lr / 100``.
-        label_smoothing: Cross-entropy label smoothing.
-        class_weights: Loss weight per class, or None.
+        loss: The criterion (label smoothing, focal, class weights, logit adjustment).
         swa_start: Epoch index (0-based) at which SWA begins, or None without SWA.
         swa_lr: Constant SWA learning rate.
         swa_anneal_epochs: Epochs to anneal from the current rate to ``swa_lr``.
@@ -46,8 +47,7 @@ class FitConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    class_weights: tuple[float, ...] | None = None
+    loss: LossSpec = field(default_factory=LossSpec)
     swa_start: int | None = None
     swa_lr: float = 0.0
     swa_anneal_epochs: int = 1
@@ -67,8 +67,8 @@ def swa_start_epoch(epochs: int, start_fraction: float) -> int:
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, epoch: int,
-                    scheduler: Scheduler | None = None,
-                    global_step: int = 0) -> dict[str, float]:
+                    scheduler: Scheduler | None = None, global_step: int = 0,
+                    frozen_norm: bool = False) -> dict[str, float]:
     """One pass over ``loader``; steps ``scheduler`` per update when given (timm scheduler).
 
     Args:
@@ -80,6 +80,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
         epoch: 0-based epoch index, for the progress bar and errors.
         scheduler: timm scheduler stepped per update, or None (SWA epochs).
         global_step: Updates made before this epoch.
+        frozen_norm: Keep the model in eval mode (BatchNorm statistics and dropout fixed),
+            as when only the classifier is re-trained.
 
     Raises:
         FloatingPointError: If the loss stops being finite.
@@ -87,7 +89,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
     Returns:
         Mean loss, top-1 accuracy, images per second, seconds and the last learning rate.
     """
-    model.train()
+    model.train(not frozen_norm)
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=None)
@@ -151,7 +153,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
     predicted = logits.argmax(axis=1)
     return {"loss": float(loss), "top1": float((predicted == labels).mean()),
-            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted))}
+            "balanced_accuracy": balanced_accuracy(labels, predicted)}
 
 
 def _make_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimizer:
@@ -201,9 +203,6 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         per epoch.
     """
     model.to(device)
-    weight = None if config.class_weights is None else torch.tensor(config.class_weights)
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-    criterion.to(device)
     optimizer = _make_optimizer(model, config)
     scheduler = _make_scheduler(optimizer, config, len(train_loader))
     swa_model = None if config.swa_start is None else AveragedModel(model)
@@ -215,6 +214,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         if in_swa and swa_scheduler is None:
             swa_scheduler = SWALR(optimizer, swa_lr=config.swa_lr,
                                   anneal_epochs=config.swa_anneal_epochs, anneal_strategy="cos")
+        criterion = make_criterion(config.loss, epoch).to(device)  # deferred weights start late
         row |= train_one_epoch(model, train_loader, criterion, optimizer, device, epoch,
                                scheduler=None if in_swa else scheduler,
                                global_step=epoch * len(train_loader))
@@ -231,3 +231,53 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         update_bn(train_loader, swa_model, device=device)
         swa_model = swa_model.module
     return model, swa_model, pd.DataFrame(history)
+
+
+def retrain_classifier(model: nn.Module, loader: DataLoader, val_loader: DataLoader | None,
+                       config: FitConfig, device: torch.device,
+                       phase: str = "crt") -> pd.DataFrame:
+    """Classifier re-training (Kang et al. 2020): a new last layer on a frozen backbone.
+
+    The backbone keeps its weights and BatchNorm statistics; the classifier is
+    re-initialised and trained with ``config``'s recipe (cosine decay, no SWA) on the
+    batches of ``loader``, which should sample classes evenly.
+
+    Args:
+        model: A trained timm model (has ``reset_classifier`` and ``get_classifier``).
+        loader: Class-balanced training batches.
+        val_loader: Validation batches, evaluated after each epoch, or None.
+        config: The recipe of the re-training (``swa_start`` is ignored).
+        device: Where to train.
+        phase: Name of the phase in the history.
+
+    Returns:
+        One history row per epoch; ``model`` is changed in place.
+    """
+    model.to(device)
+    model.reset_classifier(model.num_classes)
+    model.to(device)
+    trainable = {id(p) for p in model.get_classifier().parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in trainable)
+    config = replace(config, swa_start=None, warmup_epochs=0)
+    head = model.get_classifier()
+    optimizer = _make_optimizer(head, config)
+    scheduler = _make_scheduler(optimizer, config, len(loader))
+    history = []
+    try:
+        for epoch in range(config.epochs):
+            criterion = make_criterion(config.loss, epoch).to(device)
+            row = {"epoch": epoch + 1, "phase": phase}
+            row |= train_one_epoch(model, loader, criterion, optimizer, device, epoch,
+                                   scheduler=scheduler, global_step=epoch * len(loader),
+                                   frozen_norm=True)
+            if val_loader is not None:
+                row |= {f"val_{k}": v for k, v in evaluate(model, val_loader, device).items()}
+            history.append(row)
+            logger.info("%s epoch %d/%d %s", phase, epoch + 1, config.epochs,
+                        " ".join(f"{k}={v:.4g}" for k, v in row.items()
+                                 if isinstance(v, float) and math.isfinite(v)))
+    finally:
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+    return pd.DataFrame(history)

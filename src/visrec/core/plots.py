@@ -10,31 +10,47 @@ from matplotlib.figure import Figure
 MAX_INCHES = 30.0  # figures grow with the class count up to this side
 MAX_LABELLED_CLASSES = 60  # beyond this, tick labels would overlap into a black band
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+GROUP_COLOURS = {"many": "#1f77b4", "medium": "#9467bd", "few": "#d62728"}
 
 
-def class_distribution_figure(counts: pd.DataFrame, imbalance_ratio: float) -> Figure:
-    """Grouped bars of images per class and split, classes sorted by training count.
+def class_distribution_figure(counts: pd.DataFrame, report: dict) -> Figure:
+    """Training images per class on a log scale, classes sorted, bars coloured by shot group.
+
+    Val and test images are drawn as markers over each bar; dashed lines mark the group
+    thresholds.
 
     Args:
-        counts: Columns ``label``, ``train``, ``val``, ``test`` (see ``balance.class_counts``).
-        imbalance_ratio: Shown in the title.
+        counts: Columns ``label``, ``train``, ``val``, ``test``, ``group`` (see
+            ``balance.analyse_classes``).
+        report: The class-balance report (imbalance ratio, entropy, thresholds).
     """
-    ordered = counts.sort_values("train", ascending=False)
-    splits = [s for s in SPLIT_COLOURS if s in ordered and ordered[s].sum() > 0]
+    ordered = counts.sort_values("train", ascending=False, kind="stable")
     positions = np.arange(len(ordered))
-    width = 0.8 / len(splits)
-    fig = Figure(figsize=(min(MAX_INCHES, max(6.0, 0.35 * len(ordered) + 2)), 4),
+    fig = Figure(figsize=(min(MAX_INCHES, max(6.0, 0.3 * len(ordered) + 2)), 4.5),
                  layout="constrained")
     ax = fig.add_subplot()
-    for i, split in enumerate(splits):
-        ax.bar(positions + i * width, ordered[split], width, label=split,
-               color=SPLIT_COLOURS[split])
+    for group, colour in GROUP_COLOURS.items():
+        chosen = (ordered["group"] == group).to_numpy()
+        ax.bar(positions[chosen], ordered["train"].to_numpy()[chosen], 0.8, color=colour,
+               label=f"{group}-shot ({chosen.sum()})")
+    for split, marker in (("val", "_"), ("test", "x")):
+        if ordered[split].sum() > 0:
+            shown = ordered[split].to_numpy() > 0  # a log axis cannot show 0
+            ax.scatter(positions[shown], ordered[split].to_numpy()[shown], marker=marker,
+                       color=SPLIT_COLOURS[split], zorder=3, label=split)
+    thresholds = report["thresholds"]
+    for value, text in ((thresholds["many"] + 0.5, "many"), (thresholds["few"] - 0.5, "few")):
+        ax.axhline(value, color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate(text, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7,
+                    ha="right", va="bottom", color="grey")
+    ax.set_yscale("log")
     if len(ordered) <= MAX_LABELLED_CLASSES:
-        ax.set_xticks(positions + width * (len(splits) - 1) / 2, ordered["label"],
-                      rotation=90 if len(ordered) > 20 else 0)
-    ax.set_ylabel("images")
-    ax.set_title(f"Images per class (train imbalance ratio {imbalance_ratio:.1f})")
-    ax.legend()
+        ax.set_xticks(positions, ordered["label"], rotation=90 if len(ordered) > 20 else 0)
+    ax.set_xlabel("class (sorted by training images)")
+    ax.set_ylabel("images (log scale)")
+    ax.set_title(f"Training images per class: imbalance ratio {report['imbalance_ratio']:.1f}, "
+                 f"normalised entropy {report['normalised_entropy']:.3f}")
+    ax.legend(fontsize=8)
     return fig
 
 

@@ -7,6 +7,7 @@ from visrec.params import EvaluationParams
 from visrec.pipelines.evaluation.nodes import evaluate_models
 
 REPORT = {"classes": ["a", "b"], "root": "."}
+COUNTS = pd.DataFrame({"label": ["a", "b"], "train": [5, 5], "group": ["few", "few"]})
 
 
 def _manifest(split: str) -> pd.DataFrame:
@@ -16,9 +17,11 @@ def _manifest(split: str) -> pd.DataFrame:
 
 def test_no_test_images_is_a_clear_error():
     with pytest.raises(ValueError, match=r"ingestion\.test_fraction"):
-        evaluate_models({"final": {}}, _manifest("train"), None, REPORT, EvaluationParams())
+        evaluate_models({"final": {}}, _manifest("train"), None, REPORT, COUNTS,
+                        EvaluationParams())
 
 
 def test_no_trained_weights_is_a_clear_error():
     with pytest.raises(ValueError, match="run the training pipeline first"):
-        evaluate_models({}, _manifest("test"), None, REPORT, EvaluationParams())
+        evaluate_models({}, _manifest("test"), None, REPORT, COUNTS,
+                        EvaluationParams())

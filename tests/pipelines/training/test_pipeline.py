@@ -6,7 +6,7 @@ import pytest
 import torchvision.io
 
 from tests.pipelines.helpers import only, run_pipeline
-from visrec.params import CacheParams, IngestionParams
+from visrec.params import CacheParams, ClassBalanceParams, IngestionParams
 from visrec.pipelines import augmentation, class_balance, evaluation, ingestion
 from visrec.pipelines.training import create_pipeline
 
@@ -18,7 +18,7 @@ def upstream(tiny_params):
               + augmentation.create_pipeline())
     catalog = run_pipeline(before, only(tiny_params, before))
     names = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-             "augmentation_spec"]
+             "augmentation_spec", "class_counts"]
     return {name: catalog[name].load() for name in names}
 
 
@@ -38,6 +38,33 @@ def test_final_and_swa_weights_with_history(upstream, tiny_params):
     final, swa = models["final"]["weights"], models["swa"]["weights"]
     assert final.keys() == swa.keys()
     assert any(not final[k].equal(swa[k]) for k in final if final[k].is_floating_point())
+
+
+def test_resampling_loss_and_classifier_retraining_from_the_plan(tiny_params):
+    params = tiny_params | {"params:class_balance": ClassBalanceParams(
+        strategy=["oversample", "logit_adjustment", "crt"], crt={"epochs": 2})}
+    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
+              + augmentation.create_pipeline())
+    upstream = run_pipeline(before, only(params, before))
+    plan = upstream["balance_plan"].load()
+    pipeline = create_pipeline()
+    inputs = {name: upstream[name].load() for name in
+              ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
+               "augmentation_spec"]}
+    catalog = run_pipeline(pipeline, inputs | only(params, pipeline))
+    history = catalog["training_history"].load()
+    models = catalog["trained_models"].load()
+    assert history["phase"].tolist() == ["train", "swa", "crt_final", "crt_final"]
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    # Oversampling: every epoch holds every class at the largest class's size.
+    batch = params["params:training"].batch_size
+    per_epoch = sum(plan["sampler"]["class_targets"]) // batch * batch
+    assert (history.loc[history["phase"] != "crt_final", "images_per_s"]
+            * history["seconds"]).round().iloc[:2].tolist() == [per_epoch, per_epoch]
+    for artifact in models.values():
+        assert artifact["config"]["class_balance"]["components"] == [
+            "oversample", "logit_adjustment", "crt"]
+        assert 0 <= artifact["config"]["val_metrics"]["balanced_accuracy"] <= 1
 
 
 class DecodedDuringTraining(AssertionError):
@@ -65,7 +92,7 @@ def test_epochs_read_the_packed_cache_not_the_files(tiny_params, monkeypatch, ca
               + augmentation.create_pipeline())
     upstream = run_pipeline(before, only(params, before))
     names = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-             "augmentation_spec"]
+             "augmentation_spec", "class_counts"]
     inputs = {name: upstream[name].load() for name in names}
     assert (inputs["image_manifest"]["cache_index"] >= 0).all() == cache
     _forbid_decoding(monkeypatch)

@@ -5,31 +5,45 @@ import logging
 import pandas as pd
 from matplotlib.figure import Figure
 
-from visrec.core.balance import class_counts, make_balance_plan
+from visrec.core.balance import analyse_classes, class_counts, make_balance_plan
 from visrec.core.plots import class_distribution_figure
 from visrec.params import ClassBalanceParams
 
 logger = logging.getLogger(__name__)
 
 
-def count_classes(manifest: pd.DataFrame, ingestion_report: dict) -> pd.DataFrame:
-    """Images per class and split.
+def analyse_class_distribution(manifest: pd.DataFrame, ingestion_report: dict,
+                               params: ClassBalanceParams) -> tuple[pd.DataFrame, dict]:
+    """Images per class and split, effective numbers, shot groups and the summary report.
 
     Args:
         manifest: The ingestion manifest.
         ingestion_report: Gives the classes in class-index order.
+        params: Gives ``beta`` and the group thresholds.
+
+    Returns:
+        ``(class_counts, class_balance_report)``.
     """
-    return class_counts(manifest, ingestion_report["classes"])
+    counts = class_counts(manifest, ingestion_report["classes"])
+    table, report = analyse_classes(counts, params.beta, params.groups.many, params.groups.few)
+    logger.info("train: %d images of %d classes, imbalance ratio %.1f (%s %d / %s %d), "
+                "normalised entropy %.3f; many/medium/few-shot classes: %s",
+                report["train_images"], report["num_classes"], report["imbalance_ratio"],
+                report["head"]["label"], report["head"]["train"], report["tail"]["label"],
+                report["tail"]["train"], report["normalised_entropy"],
+                " / ".join(str(len(report["groups"][g])) for g in report["groups"]))
+    for warning in report["warnings"]:
+        logger.warning("class_balance: %s", warning)
+    return table, report
 
 
 def plan_balance(counts: pd.DataFrame, params: ClassBalanceParams) -> dict:
-    """The remedy for imbalance that training applies."""
-    plan = make_balance_plan(params.strategy, counts["label"].tolist(), counts["train"].to_numpy())
-    logger.info("train imbalance ratio %.1f; strategy %s", plan["imbalance_ratio"],
-                plan["strategy"])
+    """The remedy for imbalance that training applies, and why."""
+    plan = make_balance_plan(counts, params)
+    logger.info("class_balance plan: %s (%s)", plan["strategy"], plan["reason"])
     return plan
 
 
-def plot_class_distribution(counts: pd.DataFrame, plan: dict) -> Figure:
-    """Bar chart of images per class and split."""
-    return class_distribution_figure(counts, plan["imbalance_ratio"])
+def plot_class_distribution(counts: pd.DataFrame, report: dict) -> Figure:
+    """Log-scale bars of training images per class, coloured by shot group."""
+    return class_distribution_figure(counts, report)

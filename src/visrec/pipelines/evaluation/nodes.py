@@ -10,7 +10,12 @@ from matplotlib.figure import Figure
 from visrec.core.cache import ImageCache
 from visrec.core.data import make_loader, manifest_dataset
 from visrec.core.engine import predict
-from visrec.core.metrics import classification_metrics, confusion, per_class_report
+from visrec.core.metrics import (
+    classification_metrics,
+    confusion,
+    group_accuracies,
+    per_class_report,
+)
 from visrec.core.models import model_from_artifact, select_device
 from visrec.core.plots import confusion_figure
 from visrec.core.transforms import build_eval_transform
@@ -33,7 +38,8 @@ def _test_probabilities(artifact: dict, test: pd.DataFrame, cache: ImageCache, r
 
 
 def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
-                    cache: ImageCache | None, ingestion_report: dict, params: EvaluationParams
+                    cache: ImageCache | None, ingestion_report: dict,
+                    class_counts: pd.DataFrame, params: EvaluationParams
                     ) -> tuple[dict, pd.DataFrame, Figure, pd.DataFrame]:
     """Score every weight set on the test split.
 
@@ -42,12 +48,14 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
         manifest: The ingestion manifest; its ``test`` rows are scored.
         cache: The packed images the manifest's ``cache_index`` points into.
         ingestion_report: Gives the image root and the classes.
+        class_counts: Training images and many/medium/few-shot group of each class.
         params: The ``evaluation`` block.
 
     Returns:
         ``(metrics, per_class, confusion_plot, predictions)``: headline metrics per weight
-        set; per-class precision/recall/F1/support per weight set; confusion matrices;
-        one row per test image with ``predicted_<weights>`` and ``confidence_<weights>``.
+        set, accuracy per shot group included; per-class precision/recall/F1/support, group
+        and training images per weight set; confusion matrices; one row per test image
+        with ``predicted_<weights>`` and ``confidence_<weights>``.
     """
     if not trained_models:
         raise ValueError("evaluation: no trained weights in data/06_models/classifier; "
@@ -58,6 +66,14 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
                          "ingestion.test_fraction > 0 or add a test/ folder")
     classes = ingestion_report["classes"]
     labels = test["class_index"].to_numpy()
+    groups = class_counts.set_index("label").loc[classes, ["train", "group"]]
+    untested = [c for c, n in zip(classes, np.bincount(labels, minlength=len(classes)),
+                                  strict=True) if n == 0]
+    if untested:
+        logger.warning("evaluation: classes %s have no test image: their accuracy is not "
+                       "measured, and balanced accuracy and group accuracy leave them out",
+                       untested[:10] + ([f"... {len(untested) - 10} more"]
+                                        if len(untested) > 10 else []))
     metrics, reports, matrices = {}, [], {}
     # One column pair per weight set, so each gets its own `dvc plots` confusion matrix.
     predictions = pd.DataFrame({"path": test["path"].to_numpy(),
@@ -66,8 +82,11 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
         probabilities = _test_probabilities(artifact, test, cache, ingestion_report["root"],
                                             params)
         predicted = probabilities.argmax(axis=1)
-        metrics[name] = classification_metrics(labels, probabilities)
-        reports.append(per_class_report(labels, predicted, classes).assign(weights=name))
+        metrics[name] = classification_metrics(labels, probabilities) | group_accuracies(
+            labels, predicted, groups["group"].tolist())
+        reports.append(per_class_report(labels, predicted, classes).assign(
+            group=groups["group"].to_numpy(), train_images=groups["train"].to_numpy(),
+            weights=name))
         matrices[name] = confusion(labels, predicted, len(classes))
         predictions[f"predicted_{name}"] = np.asarray(classes)[predicted]
         predictions[f"confidence_{name}"] = probabilities.max(axis=1).round(6)

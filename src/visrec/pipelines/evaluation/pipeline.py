@@ -1,4 +1,4 @@
-"""evaluation: test-split metrics, per-class report and confusion matrix for every weight set."""
+"""evaluation: test metrics (per shot group too), per-class report, confusion matrices."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -10,7 +10,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
     return pipeline([
         node(evaluate_models,
              inputs=["trained_models", "image_manifest", "image_cache", "ingestion_report",
-                     "params:evaluation"],
+                     "class_counts", "params:evaluation"],
              outputs=["metrics", "per_class_report", "confusion_matrix", "test_predictions"],
              name="evaluate_models"),
     ])

@@ -5,10 +5,17 @@ import logging
 import pandas as pd
 from matplotlib.figure import Figure
 
-from visrec.core.balance import sample_weights
 from visrec.core.cache import ImageCache
 from visrec.core.data import make_loader, manifest_dataset
-from visrec.core.engine import FitConfig, evaluate, fit, seed_everything, swa_start_epoch
+from visrec.core.engine import (
+    FitConfig,
+    evaluate,
+    fit,
+    retrain_classifier,
+    seed_everything,
+    swa_start_epoch,
+)
+from visrec.core.losses import LossSpec, loss_spec
 from visrec.core.models import (
     create_classifier,
     resolve_input_config,
@@ -17,6 +24,7 @@ from visrec.core.models import (
 )
 from visrec.core.plots import learning_curve_figure
 from visrec.core.provenance import git_commit
+from visrec.core.samplers import make_sampler
 from visrec.core.transforms import build_eval_transform, build_train_transform
 from visrec.params import TrainingParams
 
@@ -28,15 +36,25 @@ LR_REFERENCE_BATCH = 256  # `training.lr` is the rate for 256 images (Goyal et a
 def fit_config(params: TrainingParams, balance_plan: dict) -> FitConfig:
     """The recipe, with learning rates scaled linearly from 256 images to the batch size."""
     scale = params.batch_size / LR_REFERENCE_BATCH
-    weights = balance_plan.get("class_weights")
     return FitConfig(
         epochs=params.epochs, lr=params.lr * scale, momentum=params.momentum,
         weight_decay=params.weight_decay, warmup_epochs=params.warmup_epochs,
-        label_smoothing=params.label_smoothing,
-        class_weights=None if weights is None else tuple(weights),
+        loss=loss_spec(balance_plan["loss"], balance_plan["class_weights"],
+                       params.label_smoothing, params.epochs),
         swa_start=swa_start_epoch(params.epochs, params.swa.start_fraction)
         if params.swa.enabled else None,
         swa_lr=params.swa.lr * scale, swa_anneal_epochs=params.swa.anneal_epochs)
+
+
+def crt_config(params: TrainingParams, balance_plan: dict) -> FitConfig | None:
+    """The classifier re-training recipe of the plan, or None: plain cross-entropy, since the
+    class-balanced batches already balance the classes."""
+    crt = balance_plan.get("crt")
+    if crt is None:
+        return None
+    return FitConfig(epochs=crt["epochs"], lr=crt["lr"] * params.batch_size / LR_REFERENCE_BATCH,
+                     momentum=params.momentum, weight_decay=params.weight_decay,
+                     loss=LossSpec(label_smoothing=params.label_smoothing))
 
 
 def _last_val_metrics(history: pd.DataFrame) -> dict[str, float] | None:
@@ -56,7 +74,7 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
         manifest: The ingestion manifest.
         cache: The packed images the manifest's ``cache_index`` points into.
         ingestion_report: Gives the image root, the classes and the channels.
-        balance_plan: Class weights for the loss and/or sampling weights.
+        balance_plan: The sampler, loss, class weights and classifier re-training to apply.
         augmentation_spec: The training transform to rebuild.
         params: The ``training`` block.
         seed: Seeds initialisation, sampling and augmentation.
@@ -81,10 +99,11 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
     root = ingestion_report["root"]
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
+    train_set = manifest_dataset(train, cache, root, train_tf, channels)
+    train_classes = train["class_index"].to_numpy()
     train_loader = make_loader(
-        manifest_dataset(train, cache, root, train_tf, channels),
-        params.batch_size, device, seed, train=True, num_workers=params.num_workers,
-        sample_weights=sample_weights(balance_plan, train["class_index"].to_numpy()))
+        train_set, params.batch_size, device, seed, train=True, num_workers=params.num_workers,
+        sampler=make_sampler(balance_plan["sampler"], train_classes, seed))
     val_loader = None if val.empty else make_loader(
         manifest_dataset(val, cache, root, eval_tf, channels),
         params.batch_size, device, seed, train=False, num_workers=params.num_workers)
@@ -93,14 +112,30 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
                 "the packed cache" if cache.enabled else "the image files")
     final, swa, history = fit(model, train_loader, val_loader,
                               fit_config(params, balance_plan), device)
+    weight_sets = {"final": final} | ({} if swa is None else {"swa": swa})
+    val_metrics = {"final": _last_val_metrics(history)}
+    crt = crt_config(params, balance_plan)
+    if crt is not None:
+        crt_loader = make_loader(
+            train_set, params.batch_size, device, seed, train=True,
+            num_workers=params.num_workers,
+            sampler=make_sampler(balance_plan["crt"]["sampler"], train_classes, seed))
+        for name, weights in weight_sets.items():
+            crt_history = retrain_classifier(weights, crt_loader, val_loader, crt, device,
+                                             phase=f"crt_{name}")
+            val_metrics[name] = _last_val_metrics(crt_history)
+            if name == "final":  # one curve per epoch axis: the final weights' re-training
+                history = pd.concat([history, crt_history.assign(
+                    epoch=crt_history["epoch"] + params.epochs)], ignore_index=True)
+    if swa is not None and "swa" not in val_metrics:
+        # Its BatchNorm statistics were just recomputed: evaluate anew.
+        val_metrics["swa"] = None if val_loader is None else evaluate(swa, val_loader, device)
     base_config = {"architecture": params.model, "classes": classes, **inputs,
                    "seed": seed, "git_commit": git_commit(),
                    "training": params.model_dump(), "augmentation": augmentation_spec,
-                   "class_balance": balance_plan["strategy"]}
-    models = {"final": weights_artifact(final, base_config | {
-        "weights": "final", "val_metrics": _last_val_metrics(history)})}
-    if swa is not None:  # its BatchNorm statistics were just recomputed: evaluate anew
-        val_metrics = None if val_loader is None else evaluate(swa, val_loader, device)
-        models["swa"] = weights_artifact(swa, base_config | {"weights": "swa",
-                                                             "val_metrics": val_metrics})
+                   "class_balance": {key: balance_plan[key]
+                                     for key in ("strategy", "components", "reason")}}
+    models = {name: weights_artifact(weights, base_config | {
+        "weights": name, "val_metrics": val_metrics[name]})
+        for name, weights in weight_sets.items()}
     return models, history, learning_curve_figure(history)
