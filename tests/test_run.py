@@ -58,6 +58,14 @@ def test_default_run_writes_metrics_and_weights(demo_run: Path):
         for key in ("top1", "top5", "balanced_accuracy", "macro_f1"):
             assert 0.0 <= values[key] <= 1.0
         assert values["balanced_accuracy"] > 0.2  # 10 classes: chance is 0.1
+        for group in ("many", "medium", "few"):  # 135 to 14 training images per class
+            assert 0.0 <= values[f"{group}_shot_accuracy"] <= 1.0
+    balance = json.loads((demo_run / "data/08_reporting/class_balance.json").read_text())
+    assert 9 < balance["imbalance_ratio"] < 11  # the demo's ratio 10, after carving val
+    plan = json.loads((demo_run / "data/05_model_input/balance_plan.json").read_text())
+    assert plan["strategy"] == "logit_adjustment+crt"  # auto, above the ratio of 3
+    history = pd.read_csv(demo_run / "data/08_reporting/training_history.csv")
+    assert history["phase"].tolist()[-2:] == ["crt_final", "crt_final"]  # conf/test: 2 epochs
     for name in ("final", "swa"):
         folder = demo_run / "data/06_models/classifier" / name
         assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]

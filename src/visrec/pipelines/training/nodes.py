@@ -2,8 +2,12 @@
 
 import logging
 
+import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from visrec.core.cache import ImageCache
 from visrec.core.data import make_loader, manifest_dataset
@@ -65,6 +69,27 @@ def _last_val_metrics(history: pd.DataFrame) -> dict[str, float] | None:
     return {key: float(last[f"val_{key}"]) for key in ("loss", "top1", "balanced_accuracy")}
 
 
+def _retrain_classifiers(weight_sets: dict[str, nn.Module], train_set: Dataset,
+                         train_classes: np.ndarray, val_loader: DataLoader | None,
+                         balance_plan: dict, params: TrainingParams, device: torch.device,
+                         seed: int) -> dict[str, pd.DataFrame]:
+    """Classifier re-training of every weight set when the plan asks for it (cRT).
+
+    Returns:
+        The re-training history of each weight set; empty without cRT.
+    """
+    crt = crt_config(params, balance_plan)
+    if crt is None:
+        return {}
+    loader = make_loader(train_set, params.batch_size, device, seed, train=True,
+                         num_workers=params.num_workers,
+                         sampler=make_sampler(balance_plan["crt"]["sampler"], train_classes,
+                                              seed))
+    return {name: retrain_classifier(weights, loader, val_loader, crt, device,
+                                     phase=f"crt_{name}")
+            for name, weights in weight_sets.items()}
+
+
 def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
                 balance_plan: dict, augmentation_spec: dict, params: TrainingParams,
                 seed: int) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
@@ -113,23 +138,16 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
     final, swa, history = fit(model, train_loader, val_loader,
                               fit_config(params, balance_plan), device)
     weight_sets = {"final": final} | ({} if swa is None else {"swa": swa})
-    val_metrics = {"final": _last_val_metrics(history)}
-    crt = crt_config(params, balance_plan)
-    if crt is not None:
-        crt_loader = make_loader(
-            train_set, params.batch_size, device, seed, train=True,
-            num_workers=params.num_workers,
-            sampler=make_sampler(balance_plan["crt"]["sampler"], train_classes, seed))
-        for name, weights in weight_sets.items():
-            crt_history = retrain_classifier(weights, crt_loader, val_loader, crt, device,
-                                             phase=f"crt_{name}")
-            val_metrics[name] = _last_val_metrics(crt_history)
-            if name == "final":  # one curve per epoch axis: the final weights' re-training
-                history = pd.concat([history, crt_history.assign(
-                    epoch=crt_history["epoch"] + params.epochs)], ignore_index=True)
-    if swa is not None and "swa" not in val_metrics:
+    crt_histories = _retrain_classifiers(weight_sets, train_set, train_classes, val_loader,
+                                         balance_plan, params, device, seed)
+    val_metrics = {name: _last_val_metrics(crt_histories.get(name, history))
+                   for name in weight_sets}
+    if swa is not None and "swa" not in crt_histories:
         # Its BatchNorm statistics were just recomputed: evaluate anew.
         val_metrics["swa"] = None if val_loader is None else evaluate(swa, val_loader, device)
+    if "final" in crt_histories:  # one epoch axis: the final weights' re-training follows
+        history = pd.concat([history, crt_histories["final"].assign(
+            epoch=crt_histories["final"]["epoch"] + params.epochs)], ignore_index=True)
     base_config = {"architecture": params.model, "classes": classes, **inputs,
                    "seed": seed, "git_commit": git_commit(),
                    "training": params.model_dump(), "augmentation": augmentation_spec,
