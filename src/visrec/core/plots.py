@@ -26,7 +26,7 @@ def class_distribution_figure(counts: pd.DataFrame, report: dict) -> Figure:
     """
     ordered = counts.sort_values("train", ascending=False, kind="stable")
     positions = np.arange(len(ordered))
-    fig = Figure(figsize=(min(MAX_INCHES, max(6.0, 0.3 * len(ordered) + 2)), 4.5),
+    fig = Figure(figsize=(min(MAX_INCHES, max(7.5, 0.3 * len(ordered) + 3.5)), 4.5),
                  layout="constrained")
     ax = fig.add_subplot()
     for group, colour in GROUP_COLOURS.items():
@@ -39,18 +39,19 @@ def class_distribution_figure(counts: pd.DataFrame, report: dict) -> Figure:
             ax.scatter(positions[shown], ordered[split].to_numpy()[shown], marker=marker,
                        color=SPLIT_COLOURS[split], zorder=3, label=split)
     thresholds = report["thresholds"]
-    for value, text in ((thresholds["many"] + 0.5, "many"), (thresholds["few"] - 0.5, "few")):
+    for value, text in ((thresholds["many"] + 0.5, f"many-shot: > {thresholds['many']}"),
+                        (thresholds["few"] - 0.5, f"few-shot: < {thresholds['few']}")):
         ax.axhline(value, color="grey", linestyle="--", linewidth=0.8)
-        ax.annotate(text, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7,
-                    ha="right", va="bottom", color="grey")
+        ax.annotate(text, (0.995, value), xycoords=("axes fraction", "data"), fontsize=7,
+                    ha="right", va="bottom", color="dimgrey")
     ax.set_yscale("log")
     if len(ordered) <= MAX_LABELLED_CLASSES:
         ax.set_xticks(positions, ordered["label"], rotation=90 if len(ordered) > 20 else 0)
     ax.set_xlabel("class (sorted by training images)")
     ax.set_ylabel("images (log scale)")
-    ax.set_title(f"Training images per class: imbalance ratio {report['imbalance_ratio']:.1f}, "
-                 f"normalised entropy {report['normalised_entropy']:.3f}")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Training images per class\nimbalance ratio {report['imbalance_ratio']:.1f}, "
+                 f"normalised entropy {report['normalised_entropy']:.3f}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
