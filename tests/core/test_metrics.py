@@ -119,5 +119,8 @@ def test_group_accuracies_are_mean_recall_of_each_group():
     assert result == pytest.approx({"many_shot_accuracy": 0.75,
                                     "medium_shot_accuracy": (0.5 + 1.0) / 2,
                                     "few_shot_accuracy": 0.0})
+    # Reported many, medium, few, whatever the class order.
+    swapped = group_accuracies(labels, predicted, ["few", "medium", "medium", "many", "few"])
+    assert list(swapped) == ["many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy"]
     # A group none of whose classes is tested gets no entry.
     assert "few_shot_accuracy" not in group_accuracies(labels[:9], predicted[:9], groups)

@@ -16,6 +16,7 @@ from sklearn.metrics import (
 )
 
 TOP_K = 5
+SHOT_GROUPS = ("many", "medium", "few")  # reported in this order
 
 
 def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
@@ -89,8 +90,9 @@ def group_accuracies(labels: np.ndarray, predicted: np.ndarray,
     support = np.bincount(labels, minlength=len(groups))
     hits = np.bincount(labels[predicted == labels], minlength=len(groups))
     recall = hits / np.maximum(support, 1)
+    known = [g for g in SHOT_GROUPS if g in class_groups]
     result = {}
-    for group in dict.fromkeys(class_groups):
+    for group in known + sorted(set(class_groups) - set(known)):
         chosen = (groups == group) & (support > 0)
         if chosen.any():
             result[f"{group}_shot_accuracy"] = float(recall[chosen].mean())
