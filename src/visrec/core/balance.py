@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.stats import entropy
 from sklearn.utils.class_weight import compute_class_weight
 
 from visrec.params import BALANCE_PARTS, ClassBalanceParams
@@ -58,11 +59,9 @@ def normalised_entropy(train_counts: np.ndarray) -> float:
 
     Classes with no image count in ``K`` (they make the distribution less even).
     """
-    counts = np.asarray(train_counts, dtype=np.float64)
-    if len(counts) < 2:
+    if len(train_counts) < 2:
         return 1.0
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum() / math.log(len(counts)))
+    return float(entropy(np.asarray(train_counts, dtype=np.float64)) / math.log(len(train_counts)))
 
 
 def effective_numbers(train_counts: np.ndarray, beta: float) -> np.ndarray:

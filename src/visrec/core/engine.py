@@ -253,8 +253,7 @@ def retrain_classifier(model: nn.Module, loader: DataLoader, val_loader: DataLoa
     Returns:
         One history row per epoch; ``model`` is changed in place.
     """
-    model.to(device)
-    model.reset_classifier(model.num_classes)
+    model.reset_classifier(model.num_classes)  # a new head, made on the CPU
     model.to(device)
     trainable = {id(p) for p in model.get_classifier().parameters()}
     for parameter in model.parameters():
