@@ -84,8 +84,9 @@ def summary(runs: pd.DataFrame, weights: str) -> pd.DataFrame:
 def markdown(table: pd.DataFrame, weights: str, applied: pd.Series) -> list[str]:
     """The table's lines: each cell ``mean ± std``."""
     names = ["balanced", "many-shot", "medium-shot", "few-shot"]
-    lines = [f"| strategy (applied) | {' | '.join(names)} ({weights} weights) | "
-             "balanced (final weights) |", "| --- " * (len(names) + 2) + "|"]
+    label = weights.upper() if weights == "swa" else weights
+    lines = [f"| strategy (applied) | {' | '.join(f'{n}, {label}' for n in names)} | "
+             "balanced, final weights |", "| --- " * (len(names) + 2) + "|"]
     for strategy, row in table.iterrows():
         cells = [f"{row[('mean', c)]:.1f} ± {row[('std', c)]:.1f}"
                  for c in table["mean"].columns]
