@@ -134,19 +134,20 @@ def distribution_warnings(counts: pd.DataFrame, shown: int = 10) -> list[str]:
     warnings = []
     single = counts.loc[counts["train"] == 1, "label"].tolist()
     if single:
-        warnings.append(f"classes {_names(single, shown)} have a single training image: they "
+        warnings.append(f"classes {class_list(single, shown)} have a single training image: they "
                         "are learnt from one example; add images or expect low recall")
     has_split = {s: counts[s].sum() > 0 for s in ("val", "test")}
     for split, present in has_split.items():
         missing = counts.loc[counts[split] == 0, "label"].tolist()
         if present and missing:
-            warnings.append(f"classes {_names(missing, shown)} have no {split} image: their "
+            warnings.append(f"classes {class_list(missing, shown)} have no {split} image: their "
                             f"{split} accuracy is not measured and they are left out of "
                             f"balanced accuracy on {split}")
     return warnings
 
 
-def _names(labels: list[str], shown: int) -> str:
+def class_list(labels: list[str], shown: int = 10) -> str:
+    """Class names for a message: the first ``shown`` of them, then how many more."""
     more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
     return f"{labels[:shown]}{more}"
 

@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from visrec.core.balance import class_list
 from visrec.core.cache import ImageCache
 from visrec.core.data import make_loader, manifest_dataset
 from visrec.core.engine import predict
@@ -72,8 +73,7 @@ def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
     if untested:
         logger.warning("evaluation: classes %s have no test image: their accuracy is not "
                        "measured, and balanced accuracy and group accuracy leave them out",
-                       untested[:10] + ([f"... {len(untested) - 10} more"]
-                                        if len(untested) > 10 else []))
+                       class_list(untested))
     metrics, reports, matrices = {}, [], {}
     # One column pair per weight set, so each gets its own `dvc plots` confusion matrix.
     predictions = pd.DataFrame({"path": test["path"].to_numpy(),

@@ -140,10 +140,10 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
     weight_sets = {"final": final} | ({} if swa is None else {"swa": swa})
     crt_histories = _retrain_classifiers(weight_sets, train_set, train_classes, val_loader,
                                          balance_plan, params, device, seed)
-    val_metrics = {name: _last_val_metrics(crt_histories.get(name, history))
-                   for name in weight_sets}
-    if swa is not None and "swa" not in crt_histories:
-        # Its BatchNorm statistics were just recomputed: evaluate anew.
+    val_metrics = {"final": _last_val_metrics(crt_histories.get("final", history))}
+    if "swa" in crt_histories:
+        val_metrics["swa"] = _last_val_metrics(crt_histories["swa"])
+    elif swa is not None:  # its BatchNorm statistics were just recomputed: evaluate anew
         val_metrics["swa"] = None if val_loader is None else evaluate(swa, val_loader, device)
     if "final" in crt_histories:  # one epoch axis: the final weights' re-training follows
         history = pd.concat([history, crt_histories["final"].assign(
