@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from visrec.core.cache import read_cache
+from visrec.core.checkpoint import CheckpointStore
 from visrec.core.demo import make_demo_digits
+from visrec.core.live import LiveLog
 from visrec.params import (
     AugmentationParams,
     ClassBalanceParams,
@@ -82,7 +84,10 @@ def tiny_params(digits_folder: Path, tmp_path: Path) -> dict:
         "params:augmentation": AugmentationParams(policy="flip_crop", hflip=False,
                                                   preview_images=2, preview_repeats=2),
         "params:training": TrainingParams(model="test_resnet", epochs=2, batch_size=16,
-                                          image_size=32, warmup_epochs=1, num_workers=0),
+                                          image_size=32, schedule={"warmup_epochs": 1},
+                                          num_workers=0),
+        "training_checkpoints": CheckpointStore(tmp_path / "checkpoints"),
+        "training_live": LiveLog(tmp_path / "dvclive"),
         "params:training.image_size": 32,
         "params:evaluation": EvaluationParams(batch_size=64),
     }

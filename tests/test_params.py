@@ -210,8 +210,9 @@ def test_pretrained_path_must_exist(tmp_path):
 
 @pytest.mark.parametrize(("epochs", "warmup"), [(5, 4), (1, 0), (2, 0), (2, 2), (3, 7)])
 def test_any_warmup_is_valid_training_shortens_it(epochs, warmup):
-    params = TrainingParams.model_validate({"epochs": epochs, "warmup_epochs": warmup})
-    assert (params.epochs, params.warmup_epochs) == (epochs, warmup)
+    params = TrainingParams.model_validate({"epochs": epochs,
+                                            "schedule": {"warmup_epochs": warmup}})
+    assert (params.epochs, params.schedule.warmup_epochs) == (epochs, warmup)
 
 
 def test_nested_swa_key():

@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
-from tests.conftest import PROJECT_ROOT
+from tests.cli import copy_project, kedro
 from tests.messy import make_messy_folder
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 pytestmark = pytest.mark.slow
-
-
-def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the kedro CLI in ``project``; fail the test with its output when it fails."""
-    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "200"}
-    result = subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, check=False,
-                            text=True, timeout=900)
-    if check and result.returncode != 0:
-        pytest.fail(f"kedro {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway project: the repository's pyproject and conf, empty data folders."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf",
-                    ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()  # Kedro checks it exists; visrec is imported from the install
-    return root
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +34,7 @@ def demo_run(project: Path) -> Path:
 
 def test_default_run_writes_metrics_and_weights(demo_run: Path):
     metrics = json.loads((demo_run / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics) == {"final", "swa"}
+    assert set(metrics) == {"final", "swa", "ema"}  # conf/base: SWA and EMA on
     for values in metrics.values():
         assert values["num_test_images"] == 300
         for key in ("top1", "top5", "balanced_accuracy", "macro_f1"):
@@ -66,12 +48,21 @@ def test_default_run_writes_metrics_and_weights(demo_run: Path):
     assert plan["strategy"] == "logit_adjustment+crt"  # auto, above the ratio of 3
     history = pd.read_csv(demo_run / "data/08_reporting/training_history.csv")
     assert history["phase"].tolist()[-2:] == ["crt_final", "crt_final"]  # conf/test: 2 epochs
-    for name in ("final", "swa"):
+    for name in ("final", "swa", "ema"):
         folder = demo_run / "data/06_models/classifier" / name
         assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
         config = json.loads((folder / "config.json").read_text())
         assert config["architecture"] == "test_resnet"
         assert config["weights"] == name
+    # dvclive: one value per epoch of the main run (cRT epochs are not logged live).
+    live = json.loads((demo_run / "data/08_reporting/dvclive/metrics.json").read_text())
+    assert live["step"] == 2 and 0.0 <= live["val_balanced_accuracy"] <= 1.0
+    tsv = pd.read_csv(demo_run / "data/08_reporting/dvclive/plots/metrics/train_loss.tsv",
+                      sep="\t")
+    assert tsv["step"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(tsv["train_loss"], history["train_loss"].iloc[:3], rtol=1e-6)
+    checkpoint = demo_run / "data/06_models/checkpoints/last.pt"
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
     for png in ("class_distribution", "augmentation_preview", "learning_curve",
                 "confusion_matrix"):
         with Image.open(demo_run / f"data/08_reporting/{png}.png") as image:
@@ -95,7 +86,7 @@ def test_own_folder_of_class_folders(project: Path, tmp_path: Path):
     assert quarantine[["path", "reason"]].to_dict("records") == [
         {"path": "red/broken.jpg", "reason": "not_an_image"}]
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics) == {"final"}
+    assert set(metrics) == {"final", "ema"}  # swa off; conf/base keeps EMA on
     assert metrics["final"]["num_test_images"] == 12  # 20% of 20 per class, carved
 
 

@@ -266,14 +266,108 @@ class AugmentationParams(Params):
         return value
 
 
+class ScheduleParams(Params):
+    """Learning-rate schedule (``training.schedule``), stepped after every update."""
+
+    key: ClassVar[str] = "training.schedule"
+    name: Literal["cosine", "linear", "step", "cyclic", "onecycle", "constant"] = Field(
+        "cosine", description="cosine (Loshchilov & Hutter 2017), linear to zero (Li et al. "
+        "2020), step, cyclic triangular (Smith 2017), onecycle (Smith 2018), constant")
+    warmup_epochs: int = Field(
+        1, ge=0, description="linear warmup from lr / 100 (Goyal et al. 2017); shortened to "
+        "fit short runs, with a warning; onecycle warms up for this share of its run")
+    min_lr: float = Field(0.0, ge=0.0, description="end of cosine/linear, cyclic low point; "
+                                                   "per 256 images")
+    step_epochs: int = Field(10, ge=1, description="step: epochs between decays")
+    step_rate: float = Field(0.1, gt=0.0, le=1.0, description="step: factor at each decay")
+    cycle_epochs: float = Field(4.0, gt=0.0, description="cyclic: epochs of one up-down cycle")
+
+
+class MixupParams(Params):
+    """MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019) of whole batches (timm Mixup)."""
+
+    key: ClassVar[str] = "training.mixup"
+    mixup_alpha: float = Field(0.0, ge=0.0, description="Beta(alpha, alpha) mixing; 0: off")
+    cutmix_alpha: float = Field(0.0, ge=0.0, description="Beta(alpha, alpha) box area; 0: off")
+    prob: float = Field(1.0, ge=0.0, le=1.0, description="share of batches mixed")
+    switch_prob: float = Field(0.5, ge=0.0, le=1.0,
+                               description="with both on: share of mixed batches cut, not blended")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any batch is mixed."""
+        return self.prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+
+class DistillationParams(Params):
+    """Knowledge distillation from a trained teacher (Hinton et al. 2015)."""
+
+    key: ClassVar[str] = "training.distillation"
+    teacher_path: str | None = Field(
+        None, description="a visrec weight-set folder (model.safetensors + config.json), or a "
+        "safetensors/timm checkpoint file with teacher_model; null: no distillation")
+    teacher_model: str | None = Field(None, description="timm architecture of a teacher file")
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="softmax temperature")
+    weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the distillation term")
+
+    @field_validator("teacher_path")
+    @classmethod
+    def _teacher_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).exists():
+            raise ValueError("no such file or folder; give a trained weight set such as "
+                             "data/06_models/classifier/swa, or a .safetensors file")
+        return value
+
+    @model_validator(mode="after")
+    def _teacher_architecture(self) -> DistillationParams:
+        path = None if self.teacher_path is None else Path(self.teacher_path)
+        if path is not None and path.is_file() and self.teacher_model is None:
+            raise ValueError(f"training.distillation.teacher_path = '{path}' is a file: set "
+                             "training.distillation.teacher_model to its timm architecture")
+        if self.teacher_model is not None:
+            _check_architecture(self.teacher_model)
+        return self
+
+
+class EmaParams(Params):
+    """Exponential moving average of the weights (timm ModelEmaV3), saved as ``ema``."""
+
+    key: ClassVar[str] = "training.ema"
+    enabled: bool = False
+    decay: float = Field(0.9998, ge=0.0, lt=1.0, description="per update")
+    warmup: bool = Field(True, description="lower decay in the first updates (timm use_warmup)")
+
+
 class SwaParams(Params):
     """Stochastic Weight Averaging over the last epochs (Izmailov et al. 2018)."""
 
     key: ClassVar[str] = "training.swa"
     enabled: bool = True
     start_fraction: float = Field(0.75, gt=0.0, lt=1.0, description="of epochs before SWA")
+    start_epoch: int | None = Field(None, ge=1, description="1-based first SWA epoch; "
+                                                            "overrides start_fraction")
     lr: float = Field(0.05, gt=0.0, description="SWA learning rate per 256 images")
-    anneal_epochs: int = Field(1, ge=0, description="epochs to anneal into the SWA rate")
+    schedule: Literal["constant", "cyclic"] = Field(
+        "constant", description="constant: SWALR; cyclic: lr to min_lr in each cycle, "
+        "averaging at its end")
+    anneal_epochs: int = Field(1, ge=0, description="constant: epochs to anneal into the rate")
+    cycle_epochs: int = Field(1, ge=1, description="cyclic: epochs per cycle")
+    min_lr: float = Field(0.005, ge=0.0, description="cyclic: lowest rate per 256 images")
+
+
+class DistributedParams(Params):
+    """Worker processes of ``training.devices`` > 1 (torch elastic launch, DDP)."""
+
+    key: ClassVar[str] = "training.distributed"
+    backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl on CUDA, "
+                                                                          "gloo on the CPU")
+    sync_bn: bool = Field(False, description="synchronise BatchNorm statistics (CUDA only)")
+    nnodes: int = Field(1, ge=1, description="machines; each runs the training pipeline")
+    rdzv_endpoint: str = Field("127.0.0.1:0", description="host:port of the rendezvous; "
+                                                          "port 0: a free one (one node)")
+    rdzv_backend: Literal["c10d", "static"] = "c10d"
+    run_id: str = Field("visrec", description="rendezvous id shared by the nodes of one run")
+    max_restarts: int = Field(0, ge=0, description="relaunches of the workers after a failure")
 
 
 @cache
@@ -283,32 +377,63 @@ def _timm_models() -> frozenset[str]:
     return frozenset(timm.list_models())
 
 
+def _check_architecture(value: str) -> str:
+    known = _timm_models()
+    if value.split(".", 1)[0] not in known:  # a pretrained tag may follow: resnet50.a1_in1k
+        close = difflib.get_close_matches(value, known, n=5, cutoff=0.6)
+        hint = f"close names: {', '.join(close)}" if close else "see timm.list_models()"
+        raise ValueError(f"not a timm architecture; {hint}")
+    return value
+
+
 class TrainingParams(Params):
-    """Model, recipe and SWA for ``training`` (learning rates are per 256 images)."""
+    """Model, recipe, SWA, checkpoints and devices for ``training`` (learning rates per 256
+    images, scaled linearly to the global batch: Goyal et al. 2017)."""
 
     key: ClassVar[str] = "training"
     model: str = Field("resnet18", description="any timm architecture name")
     pretrained_path: str | None = Field(None, description="local safetensors/timm checkpoint")
+    freeze_backbone_epochs: int = Field(0, ge=0, description="first epochs train only the "
+                                                             "classifier (fine-tuning)")
     epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="global: split over training.devices")
     image_size: int | None = Field(None, ge=8, le=1024, description="None: the model's own")
+    optimizer: Literal["sgd", "adamw", "adam"] = Field("sgd", description="sgd: Nesterov")
     lr: float = Field(0.2, gt=0.0, le=10.0, description="learning rate per 256 images")
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum; Adam beta1")
     weight_decay: float = Field(5e-4, ge=0.0)
-    warmup_epochs: int = Field(1, ge=0, description="shortened to fit short runs, with a warning")
+    no_bias_decay: bool = Field(True, description="no weight decay on biases and norm layers")
+    zero_gamma: bool = Field(True, description="last BatchNorm of each residual block starts "
+                                               "at 0 (He et al. 2019)")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_workers: int | None = Field(None, ge=0, description="None: automatic")
+    schedule: ScheduleParams = ScheduleParams()
+    mixup: MixupParams = MixupParams()
+    distillation: DistillationParams = DistillationParams()
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU")
+    channels_last: Literal["auto", True, False] = Field("auto", description="auto: on CUDA")
+    compile: bool = Field(False, description="torch.compile the model")
+    grad_clip: float | None = Field(None, gt=0.0, description="max gradient norm; null: off")
+    ema: EmaParams = EmaParams()
     swa: SwaParams = SwaParams()
+    resume: Literal["auto", "never"] = Field(
+        "auto", description="auto: continue from the last checkpoint of the same settings")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int | Literal["auto"] = Field(
+        1, description="worker processes (DDP); auto: one per GPU, else 1")
+    num_workers: int | None = Field(None, ge=0, description="None: automatic")
+    distributed: DistributedParams = DistributedParams()
 
     @field_validator("model")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        known = _timm_models()
-        if value.split(".", 1)[0] not in known:  # a pretrained tag may follow: resnet50.a1_in1k
-            close = difflib.get_close_matches(value, known, n=5, cutoff=0.6)
-            hint = f"close names: {', '.join(close)}" if close else "see timm.list_models()"
-            raise ValueError(f"not a timm architecture; {hint}")
+        return _check_architecture(value)
+
+    @field_validator("devices")
+    @classmethod
+    def _positive_devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("give a number of worker processes >= 1, or auto")
         return value
 
     @field_validator("pretrained_path")
@@ -319,6 +444,19 @@ class TrainingParams(Params):
                 "no such file; give a local .safetensors or timm checkpoint (.pth, .bin)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingParams:
+        if self.mixup.enabled and self.batch_size % 2:
+            raise ValueError(f"training.batch_size = {self.batch_size}: MixUp/CutMix pair the "
+                             "images of a batch; give an even batch size")
+        if isinstance(self.devices, int) and self.batch_size % self.devices:
+            raise ValueError(f"training.batch_size = {self.batch_size} is the global batch: "
+                             f"give a multiple of training.devices = {self.devices}")
+        if self.freeze_backbone_epochs >= self.epochs:
+            raise ValueError(f"training.freeze_backbone_epochs = {self.freeze_backbone_epochs}"
+                             f": must be below training.epochs = {self.epochs}")
+        return self
 
 
 class EvaluationParams(Params):

@@ -7,7 +7,7 @@ files, so a full ``fit`` takes well under a second on a CPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from torch.utils.data import TensorDataset, WeightedRandomSampler
 from visrec.core.data import ManifestImageDataset, auto_num_workers, make_loader
 from visrec.core.engine import (
     FitConfig,
+    SwaSpec,
     evaluate,
     fit,
     predict,
@@ -41,6 +42,7 @@ from visrec.core.models import (
     select_device,
     weights_artifact,
 )
+from visrec.core.recipe import OptimizerSpec, ScheduleSpec
 from visrec.core.samplers import ResamplingSampler
 from visrec.core.transforms import build_eval_transform, build_train_transform, make_spec
 
@@ -50,7 +52,7 @@ CLASSES = ["red", "green", "blue"]
 IMAGE_SIZE = 32
 BATCH = 8
 TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 4
-TIMING_COLUMNS = ["seconds", "images_per_s"]
+TIMING_COLUMNS = ["seconds", "images_per_s", "data_wait"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,15 +114,29 @@ def _loaders(data: ImageData, seed: int, train_transform=None, with_val: bool = 
     return train, make_loader(val_set, 64, CPU, seed, train=False, num_workers=0)
 
 
+def _config(epochs: int, lr: float, warmup_epochs: int = 0, loss: LossSpec | None = None,
+            swa_start: int | None = None, swa_lr: float = 0.0, swa_anneal_epochs: int = 1,
+            seed: int = 0, **changes) -> FitConfig:
+    """SGD with warmup and cosine decay (to lr / 1000, or into SWA at ``swa_lr``)."""
+    return FitConfig(
+        epochs=epochs, optimizer=OptimizerSpec(lr=lr),
+        schedule=ScheduleSpec(warmup_epochs=warmup_epochs, min_lr=lr / 1000),
+        loss=loss or LossSpec(), seed=seed,
+        swa=None if swa_start is None else SwaSpec(start=swa_start, lr=swa_lr,
+                                                   anneal_epochs=swa_anneal_epochs),
+        **changes)
+
+
 def _run(data: ImageData, config: FitConfig, seed: int = 0, **loader_kwargs):
-    """Seed, build a fresh model and loaders, and fit."""
+    """Seed, build a fresh model and loaders, and fit: ``(final, swa or None, history)``."""
     seed_everything(seed)
     model = create_classifier(ARCH, len(CLASSES))
     train, val = _loaders(data, seed, **loader_kwargs)
-    return fit(model, train, val, config, CPU)
+    result = fit(model, train, val, replace(config, seed=seed), CPU)
+    return result.weights["final"], result.weights.get("swa"), result.history
 
 
-SWA_CONFIG = FitConfig(epochs=5, lr=0.02, warmup_epochs=2, loss=LossSpec(label_smoothing=0.1),
+SWA_CONFIG = _config(epochs=5, lr=0.02, warmup_epochs=2, loss=LossSpec(label_smoothing=0.1),
                        swa_start=swa_start_epoch(5, 0.6), swa_lr=0.01, swa_anneal_epochs=1)
 
 
@@ -130,7 +146,7 @@ def swa_runs(images):
     return {"first": _run(images, SWA_CONFIG, seed=0),
             "second": _run(images, SWA_CONFIG, seed=0),
             "other_seed": _run(images, SWA_CONFIG, seed=1),
-            "four_epochs": _run(images, FitConfig(**{**SWA_CONFIG.__dict__, "epochs": 4}),
+            "four_epochs": _run(images, replace(SWA_CONFIG, epochs=4),
                                 seed=0)}
 
 
@@ -150,7 +166,7 @@ def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
 
 def test_fit_history_has_one_row_per_epoch(swa_runs):
     _, _, history = swa_runs["first"]
-    assert SWA_CONFIG.swa_start == 3
+    assert SWA_CONFIG.swa.start == 3
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5]
     assert history["phase"].tolist() == ["train", "train", "train", "swa", "swa"]
     for column in ("train_loss", "train_top1", "lr", "val_loss", "val_top1",
@@ -241,7 +257,7 @@ def _warmup_cosine(step: int, lr: float, warmup_steps: int, total_steps: int,
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine(images):
-    config = FitConfig(epochs=6, lr=0.04, warmup_epochs=2)
+    config = _config(epochs=6, lr=0.04, warmup_epochs=2)
     used: list[float] = []
     handle = register_optimizer_step_pre_hook(
         lambda optimizer, args, kwargs: used.append(optimizer.param_groups[0]["lr"]))
@@ -281,7 +297,7 @@ def test_swa_epochs_end_at_the_swa_rate(swa_runs):
 def test_swa_from_the_first_epoch_anneals_to_the_swa_rate(images):
     # swa_start 0 (a 1-epoch run, or a small start_fraction): no cosine phase at all; the
     # first epoch runs at lr, SWALR then anneals to swa_lr over one epoch.
-    config = FitConfig(epochs=2, lr=0.02, warmup_epochs=1, swa_start=0, swa_lr=0.005)
+    config = _config(epochs=2, lr=0.02, warmup_epochs=1, swa_start=0, swa_lr=0.005)
     model, swa_model, history = _run(images, config, with_val=False)
     assert history["phase"].tolist() == ["swa", "swa"]
     assert history["lr"].tolist() == pytest.approx([0.02, 0.005])
@@ -305,14 +321,14 @@ def test_nan_loss_names_the_epoch_and_training_lr(images):
     images_per_epoch = (len(images.train) // BATCH) * BATCH
     poisoned = _NanAfter(train_tf, n=images_per_epoch)  # epoch 1 is clean, epoch 2 is not
     with pytest.raises(FloatingPointError, match=r"at epoch 2, step 1") as info:
-        _run(images, FitConfig(epochs=3, lr=0.01), train_transform=poisoned, with_val=False)
+        _run(images, _config(epochs=3, lr=0.01), train_transform=poisoned, with_val=False)
     assert "training.lr" in str(info.value)
     assert "nan" in str(info.value)
 
 
 def test_diverging_learning_rate_raises(images):
     with pytest.raises(FloatingPointError, match=r"at epoch \d+, step \d+") as info:
-        _run(images, FitConfig(epochs=3, lr=1e30), with_val=False)
+        _run(images, _config(epochs=3, lr=1e30), with_val=False)
     assert "training.lr" in str(info.value)
 
 
@@ -597,7 +613,7 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path, weights_file):
 
 def test_warmup_longer_than_the_schedule_is_shortened(images, caplog):
     """3 epochs, SWA from epoch 2: 5 warmup epochs become 1, and the log says so."""
-    config = FitConfig(epochs=3, lr=0.02, warmup_epochs=5, swa_start=2, swa_lr=0.01)
+    config = _config(epochs=3, lr=0.02, warmup_epochs=5, swa_start=2, swa_lr=0.01)
     used: list[float] = []
     handle = register_optimizer_step_pre_hook(
         lambda optimizer, args, kwargs: used.append(optimizer.param_groups[0]["lr"]))
@@ -606,7 +622,7 @@ def test_warmup_longer_than_the_schedule_is_shortened(images, caplog):
             _, swa_model, history = _run(images, config, with_val=False)
     finally:
         handle.remove()
-    assert "training.warmup_epochs = 5 shortened to 1" in caplog.text
+    assert "training.schedule.warmup_epochs = 5 shortened to 1" in caplog.text
     steps = len(used) // 3
     assert used[0] == pytest.approx(0.02 / 100)  # warmup over the first epoch ...
     assert used[steps] == pytest.approx(0.02)  # ... reaches the peak at the second
@@ -624,18 +640,18 @@ def test_fit_switches_class_weights_on_at_the_deferred_epoch(images, monkeypatch
         return criterion
 
     monkeypatch.setattr("visrec.core.engine.make_criterion", recording)
-    config = FitConfig(epochs=3, lr=0.01, loss=LossSpec(class_weights=(1.0, 2.0, 3.0),
+    config = _config(epochs=3, lr=0.01, loss=LossSpec(class_weights=(1.0, 2.0, 3.0),
                                                          weights_from_epoch=2))
     _run(images, config, with_val=False)
     assert built == [(0, None), (1, None), (2, [1.0, 2.0, 3.0])]
 
 
 def test_classifier_retraining_changes_only_the_head(images):
-    model, _, _ = _run(images, FitConfig(epochs=2, lr=0.02), with_val=False)
+    model, _, _ = _run(images, _config(epochs=2, lr=0.02), with_val=False)
     before = {name: value.clone() for name, value in model.state_dict().items()}
     old_head = model.get_classifier()
     train, val = _loaders(images, seed=0)
-    history = retrain_classifier(model, train, val, FitConfig(epochs=2, lr=0.05), CPU)
+    history = retrain_classifier(model, train, val, _config(epochs=2, lr=0.05), CPU)
     assert model.get_classifier() is not old_head  # re-initialised, as in Kang et al. 2020
     head = {name for name, p in model.named_parameters()
             if any(p is q for q in model.get_classifier().parameters())}

@@ -124,7 +124,10 @@ def make_loader(dataset: Dataset, batch_size: int, device: torch.device, seed: i
     sampler = sampler if train else None
     rows = len(dataset) if sampler is None else len(sampler)
     workers = auto_num_workers(device) if num_workers is None else num_workers
+    # Training workers start anew each epoch, seeded from the loader's generator, which the
+    # engine reseeds per epoch: a resumed run then augments exactly as an unbroken one.
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                       sampler=sampler, generator=generator, num_workers=workers,
-                      pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                      pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0 and not train,
                       drop_last=train and rows > batch_size)

@@ -93,6 +93,22 @@ class LogitAdjustedLoss(nn.Module):
         return self.base(logits + self.offsets, target)
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """Hinton et al. (2015): ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
+
+    The ``T^2`` keeps the gradient scale of the soft term independent of the temperature.
+
+    Args:
+        student_logits: Logits being trained, N x K.
+        teacher_logits: The teacher's logits for the same images.
+        temperature: Softening temperature ``T``.
+    """
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                    F.log_softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean", log_target=True) * temperature**2
+
+
 def make_criterion(spec: LossSpec, epoch: int) -> nn.Module:
     """The criterion of ``epoch`` (0-based): class weights start at ``weights_from_epoch``.
 

@@ -36,7 +36,8 @@ def cache_resolution(image_size: int | None, architecture: str) -> int:
 
 
 def create_classifier(architecture: str, num_classes: int,
-                      pretrained_path: str | None = None, in_chans: int = 3) -> nn.Module:
+                      pretrained_path: str | None = None, in_chans: int = 3,
+                      zero_gamma: bool | None = None) -> nn.Module:
     """A timm model with a head of ``num_classes``, from scratch or from a local file.
 
     Args:
@@ -47,6 +48,8 @@ def create_classifier(architecture: str, num_classes: int,
             kept when its shape fits ``num_classes`` and freshly initialised otherwise.
         in_chans: Input channels: 3 for RGB, 1 for grayscale (an RGB file's first
             convolution is summed over its colour channels, as timm does).
+        zero_gamma: Start residual blocks as the identity (True) or not (False), before any
+            weights are loaded; None keeps timm's initialisation.
 
     Raises:
         WeightsError: If the file is missing, unreadable, or does not fit the architecture.
@@ -55,6 +58,12 @@ def create_classifier(architecture: str, num_classes: int,
 
     model = timm.create_model(architecture, pretrained=False, num_classes=num_classes,
                               in_chans=in_chans)
+    if zero_gamma is not None:
+        from visrec.core.recipe import set_zero_gamma  # noqa: PLC0415
+
+        if set_zero_gamma(model, zero_gamma) == 0 and zero_gamma:
+            logger.info("training.zero_gamma: %s has no residual blocks with a last norm "
+                        "layer to zero; its initialisation is unchanged", architecture)
     if pretrained_path is not None:
         load_backbone_weights(model, architecture, Path(pretrained_path))
     return model
@@ -141,6 +150,44 @@ def weights_artifact(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]
     state = {name: tensor.detach().to("cpu").contiguous().clone()
              for name, tensor in model.state_dict().items()}
     return {"weights": state, "config": dict(config)}
+
+
+def load_teacher(path: str, architecture: str | None, num_classes: int,
+                 in_chans: int = 3) -> nn.Module:
+    """A distillation teacher in eval mode: a visrec weight-set folder or a weights file.
+
+    Args:
+        path: A folder with ``model.safetensors`` and ``config.json`` (as training writes
+            them), or a safetensors/timm checkpoint file.
+        architecture: The file's timm architecture (the folder's config names its own).
+        num_classes: Classes of the student; the teacher must predict the same ones.
+        in_chans: Input channels of the student.
+
+    Raises:
+        WeightsError: If the teacher is missing, unreadable or has other classes.
+    """
+    import json  # noqa: PLC0415
+
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    key = f"training.distillation.teacher_path = '{path}'"
+    folder = Path(path)
+    if folder.is_dir():
+        config_file, weights_file = folder / "config.json", folder / "model.safetensors"
+        if not (config_file.is_file() and weights_file.is_file()):
+            raise WeightsError(f"{key}: a teacher folder needs model.safetensors and "
+                               "config.json, as in data/06_models/classifier/<weights>")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        teacher = model_from_artifact({"weights": load_file(weights_file), "config": config})
+    elif architecture is None:
+        raise WeightsError(f"{key}: set training.distillation.teacher_model to the "
+                           "architecture of the file")
+    else:
+        teacher = create_classifier(architecture, num_classes, path, in_chans)
+    if teacher.num_classes != num_classes:
+        raise WeightsError(f"{key}: the teacher predicts {teacher.num_classes} classes, the "
+                           f"student {num_classes}; train the teacher on the same classes")
+    return teacher.eval()
 
 
 def model_from_artifact(artifact: dict[str, Any]) -> nn.Module:

@@ -7,6 +7,7 @@ epoch with imbalanced-learn. Both are plain ``torch.utils.data.Sampler`` objects
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -62,10 +63,62 @@ class ResamplingSampler(Sampler[int]):
         order = np.random.default_rng(state).permutation(len(drawn))
         return drawn[order, 0]
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the rows of ``epoch`` next (resuming a run, or in step with other processes)."""
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[int]:
         indices = self.indices(self.epoch)
         self.epoch += 1
         return iter(indices.tolist())
+
+
+class ShardedSampler(Sampler[int]):
+    """One process's share of an epoch for distributed training, over any base sampler.
+
+    Every process draws the same epoch from ``base`` (or the same permutation), seeded by
+    ``(seed, epoch)``, pads it to a multiple of ``world_size`` by repeating rows, and keeps
+    every ``world_size``-th row from ``rank``. So class-balanced or resampled epochs are
+    split, not changed, by the number of processes.
+
+    Args:
+        base: The single-process sampler (weighted, resampling), or None to shuffle.
+        size: Rows of the dataset (used when ``base`` is None).
+        rank: This process's index.
+        world_size: Number of processes.
+        seed: With the epoch, seeds the draw.
+    """
+
+    def __init__(self, base: Sampler[int] | None, size: int, rank: int, world_size: int,
+                 seed: int) -> None:
+        self.base, self.size = base, size
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        rows = self.size if self.base is None else len(self.base)
+        return math.ceil(rows / self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the rows of ``epoch`` next; every process must call it with the same epoch."""
+        self.epoch = epoch
+
+    def _epoch_rows(self) -> np.ndarray:
+        state = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        if self.base is None:
+            return np.random.default_rng(state).permutation(self.size)
+        generator = getattr(self.base, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(state)
+        if callable(getattr(self.base, "set_epoch", None)):
+            self.base.set_epoch(self.epoch)
+        return np.fromiter(iter(self.base), dtype=np.int64)
+
+    def __iter__(self) -> Iterator[int]:
+        rows = self._epoch_rows()
+        self.epoch += 1
+        padded = np.resize(rows, len(self) * self.world_size)  # repeats the first rows
+        return iter(padded[self.rank::self.world_size].tolist())
 
 
 def make_sampler(spec: dict | None, class_index: np.ndarray, seed: int) -> Sampler[int] | None:

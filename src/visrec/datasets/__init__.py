@@ -3,5 +3,7 @@
 from visrec.datasets.atomic import AtomicDataset
 from visrec.datasets.image_cache import ImageCacheDataset
 from visrec.datasets.safetensors_models import SafetensorsModelsDataset
+from visrec.datasets.training_run import CheckpointDataset, LiveDataset
 
-__all__ = ["AtomicDataset", "ImageCacheDataset", "SafetensorsModelsDataset"]
+__all__ = ["AtomicDataset", "CheckpointDataset", "ImageCacheDataset", "LiveDataset",
+           "SafetensorsModelsDataset"]

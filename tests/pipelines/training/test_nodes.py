@@ -21,9 +21,9 @@ def test_learning_rates_scale_linearly_with_batch_size(batch_size, expected_lr):
     params = TrainingParams(model="test_resnet", lr=0.2, batch_size=batch_size, epochs=20,
                             swa=SwaParams(lr=0.04, start_fraction=0.75))
     config = fit_config(params, _plan("none"))
-    assert config.lr == pytest.approx(expected_lr)
-    assert config.swa_lr == pytest.approx(0.04 * batch_size / 256)
-    assert config.swa_start == 15
+    assert config.optimizer.lr == pytest.approx(expected_lr)
+    assert config.swa.lr == pytest.approx(0.04 * batch_size / 256)
+    assert config.swa.start == 15
     assert config.loss == LossSpec(label_smoothing=params.label_smoothing)
 
 
@@ -31,7 +31,7 @@ def test_swa_off_and_deferred_class_weights_reach_the_loss():
     params = TrainingParams(model="test_resnet", epochs=10, swa=SwaParams(enabled=False))
     plan = _plan("drw")
     config = fit_config(params, plan)
-    assert config.swa_start is None
+    assert config.swa is None
     assert config.loss.class_weights == tuple(plan["class_weights"]["values"])
     assert config.loss.weights_from_epoch == 8  # drw.start_fraction 0.8 of 10 epochs
     assert config.loss.label_smoothing == params.label_smoothing
@@ -50,7 +50,7 @@ def test_classifier_retraining_recipe():
     assert crt_config(params, _plan("logit_adjustment")) is None
     config = crt_config(params, _plan(["logit_adjustment", "crt"]))
     assert config.epochs == 10
-    assert config.lr == pytest.approx(0.2 * 64 / 256)
+    assert config.optimizer.lr == pytest.approx(0.2 * 64 / 256)
     # Class-balanced batches balance the classes: plain (smoothed) cross-entropy.
     assert config.loss == LossSpec(label_smoothing=params.label_smoothing)
-    assert config.swa_start is None
+    assert config.swa is None and config.ema is None and config.mix is None

@@ -1,24 +1,29 @@
 """Nodes of the training pipeline."""
 
 import logging
+from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from visrec.core.cache import ImageCache
+from visrec.core.checkpoint import CheckpointStore, fingerprint, source_digest
 from visrec.core.data import make_loader, manifest_dataset
+from visrec.core.distributed import LaunchSpec, backend_for, resolve_devices
 from visrec.core.engine import (
+    DistillSpec,
+    EmaSpec,
     FitConfig,
+    MixSpec,
+    SwaSpec,
     evaluate,
-    fit,
     retrain_classifier,
-    seed_everything,
     swa_start_epoch,
 )
+from visrec.core.live import LiveLog
 from visrec.core.losses import LossSpec, loss_spec
 from visrec.core.models import (
     create_classifier,
@@ -28,7 +33,9 @@ from visrec.core.models import (
 )
 from visrec.core.plots import learning_curve_figure
 from visrec.core.provenance import git_commit
+from visrec.core.recipe import OptimizerSpec, ScheduleSpec
 from visrec.core.samplers import make_sampler
+from visrec.core.trainer import DataSpec, ModelSpec, TrainingJob, train
 from visrec.core.transforms import build_eval_transform, build_train_transform
 from visrec.params import TrainingParams
 
@@ -37,62 +44,149 @@ logger = logging.getLogger(__name__)
 LR_REFERENCE_BATCH = 256  # `training.lr` is the rate for 256 images (Goyal et al. 2017)
 
 
-def fit_config(params: TrainingParams, balance_plan: dict) -> FitConfig:
-    """The recipe, with learning rates scaled linearly from 256 images to the batch size."""
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 on GPUs that have it, else fp16, on CUDA; fp32 on the CPU."""
+    if device.type == "cuda":
+        if requested == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return requested
+    if requested == "fp16":
+        logger.warning("training.precision = 'fp16' needs CUDA (its gradient scaler); "
+                       "training on the CPU in fp32 (bf16 is the CPU's mixed precision)")
+    return "fp32" if requested in ("auto", "fp16") else requested
+
+
+def fit_config(params: TrainingParams, balance_plan: dict, seed: int = 0,
+               device: torch.device | None = None) -> FitConfig:
+    """The recipe, with learning rates scaled linearly from 256 images to the global batch."""
+    device = device or torch.device("cpu")
     scale = params.batch_size / LR_REFERENCE_BATCH
+    swa = params.swa
+    mix = params.mixup
     return FitConfig(
-        epochs=params.epochs, lr=params.lr * scale, momentum=params.momentum,
-        weight_decay=params.weight_decay, warmup_epochs=params.warmup_epochs,
+        epochs=params.epochs,
+        optimizer=OptimizerSpec(name=params.optimizer, lr=params.lr * scale,
+                                momentum=params.momentum, weight_decay=params.weight_decay,
+                                no_bias_decay=params.no_bias_decay),
+        schedule=ScheduleSpec(name=params.schedule.name,
+                              warmup_epochs=params.schedule.warmup_epochs,
+                              min_lr=params.schedule.min_lr * scale,
+                              step_epochs=params.schedule.step_epochs,
+                              step_rate=params.schedule.step_rate,
+                              cycle_epochs=params.schedule.cycle_epochs),
         loss=loss_spec(balance_plan["loss"], balance_plan["class_weights"],
                        params.label_smoothing, params.epochs),
-        swa_start=swa_start_epoch(params.epochs, params.swa.start_fraction)
-        if params.swa.enabled else None,
-        swa_lr=params.swa.lr * scale, swa_anneal_epochs=params.swa.anneal_epochs)
+        swa=SwaSpec(start=swa.start_epoch - 1 if swa.start_epoch is not None
+                    else swa_start_epoch(params.epochs, swa.start_fraction),
+                    lr=swa.lr * scale, schedule=swa.schedule, anneal_epochs=swa.anneal_epochs,
+                    cycle_epochs=swa.cycle_epochs, min_lr=swa.min_lr * scale)
+        if swa.enabled else None,
+        ema=EmaSpec(decay=params.ema.decay, warmup=params.ema.warmup)
+        if params.ema.enabled else None,
+        mix=MixSpec(mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
+                    switch_prob=mix.switch_prob) if mix.enabled else None,
+        distill=DistillSpec(temperature=params.distillation.temperature,
+                            weight=params.distillation.weight),
+        precision=resolve_precision(params.precision, device),
+        channels_last=device.type == "cuda" if params.channels_last == "auto"
+        else bool(params.channels_last),
+        compile=params.compile, grad_clip=params.grad_clip,
+        freeze_epochs=params.freeze_backbone_epochs, seed=seed)
 
 
-def crt_config(params: TrainingParams, balance_plan: dict) -> FitConfig | None:
-    """The classifier re-training recipe of the plan, or None: plain cross-entropy, since the
-    class-balanced batches already balance the classes."""
+def crt_config(params: TrainingParams, balance_plan: dict, seed: int = 0) -> FitConfig | None:
+    """The classifier re-training recipe of the plan, or None: SGD with a cosine decay and
+    plain cross-entropy, since the class-balanced batches already balance the classes."""
     crt = balance_plan.get("crt")
     if crt is None:
         return None
-    return FitConfig(epochs=crt["epochs"], lr=crt["lr"] * params.batch_size / LR_REFERENCE_BATCH,
-                     momentum=params.momentum, weight_decay=params.weight_decay,
-                     loss=LossSpec(label_smoothing=params.label_smoothing))
+    lr = crt["lr"] * params.batch_size / LR_REFERENCE_BATCH
+    return FitConfig(epochs=crt["epochs"],
+                     optimizer=OptimizerSpec(lr=lr, momentum=params.momentum,
+                                             weight_decay=params.weight_decay),
+                     schedule=ScheduleSpec(name="cosine", min_lr=lr / 1000),
+                     loss=LossSpec(label_smoothing=params.label_smoothing), seed=seed)
 
 
-def _last_val_metrics(history: pd.DataFrame) -> dict[str, float] | None:
-    """The final weights' validation metrics: ``fit`` evaluated them after the last epoch."""
-    if "val_loss" not in history:
+def _last_val_metrics(history: pd.DataFrame, prefix: str = "val_") -> dict[str, float] | None:
+    """Validation metrics of the last epoch: ``fit`` evaluated them after it."""
+    if f"{prefix}loss" not in history:
         return None
     last = history.iloc[-1]
-    return {key: float(last[f"val_{key}"]) for key in ("loss", "top1", "balanced_accuracy")}
+    return {key: float(last[f"{prefix}{key}"]) for key in ("loss", "top1", "balanced_accuracy")}
 
 
-def _retrain_classifiers(weight_sets: dict[str, nn.Module], train_set: Dataset,
-                         train_classes: np.ndarray, val_loader: DataLoader | None,
-                         balance_plan: dict, params: TrainingParams, device: torch.device,
+def _retrain_classifiers(weight_sets: dict[str, nn.Module], data: DataSpec,
+                         val_loader: DataLoader | None, balance_plan: dict,
+                         params: TrainingParams, device: torch.device,
                          seed: int) -> dict[str, pd.DataFrame]:
     """Classifier re-training of every weight set when the plan asks for it (cRT).
 
     Returns:
         The re-training history of each weight set; empty without cRT.
     """
-    crt = crt_config(params, balance_plan)
+    crt = crt_config(params, balance_plan, seed)
     if crt is None:
         return {}
+    inputs = data.inputs
+    train_set = manifest_dataset(data.train, data.cache, data.root, build_train_transform(
+        data.augmentation, inputs["image_size"], inputs["mean"], inputs["std"],
+        inputs["interpolation"]), inputs["in_chans"])
     loader = make_loader(train_set, params.batch_size, device, seed, train=True,
                          num_workers=params.num_workers,
-                         sampler=make_sampler(balance_plan["crt"]["sampler"], train_classes,
-                                              seed))
+                         sampler=make_sampler(balance_plan["crt"]["sampler"],
+                                              data.train["class_index"].to_numpy(), seed))
     return {name: retrain_classifier(weights, loader, val_loader, crt, device,
                                      phase=f"crt_{name}")
             for name, weights in weight_sets.items()}
 
 
+def _val_loader(data: DataSpec, params: TrainingParams, device: torch.device,
+                seed: int) -> DataLoader | None:
+    if data.val.empty:
+        return None
+    inputs = data.inputs
+    return make_loader(manifest_dataset(data.val, data.cache, data.root, build_eval_transform(
+        inputs["image_size"], inputs["mean"], inputs["std"], inputs["interpolation"]),
+        inputs["in_chans"]), params.batch_size, device, seed, train=False,
+        num_workers=params.num_workers)
+
+
+def _job(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+         balance_plan: dict, augmentation_spec: dict, params: TrainingParams, seed: int,
+         device: torch.device, inputs: dict) -> TrainingJob:
+    """The run as data: model, images, recipe, and how many processes."""
+    columns = ["path", "class_index", "cache_index"]
+    train_rows = manifest.loc[manifest["split"] == "train", columns].reset_index(drop=True)
+    data = DataSpec(train=train_rows,
+                    val=manifest.loc[manifest["split"] == "val", columns].reset_index(drop=True),
+                    cache=cache, root=ingestion_report["root"], augmentation=augmentation_spec,
+                    inputs=inputs, sampler=balance_plan["sampler"],
+                    batch_size=params.batch_size, num_workers=params.num_workers)
+    model = ModelSpec(architecture=params.model, classes=tuple(ingestion_report["classes"]),
+                      channels=ingestion_report["channels"],
+                      pretrained_path=params.pretrained_path, zero_gamma=params.zero_gamma,
+                      teacher_path=params.distillation.teacher_path,
+                      teacher_architecture=params.distillation.teacher_model)
+    config = fit_config(params, balance_plan, seed, device)
+    processes = resolve_devices(params.devices, device)
+    dist = params.distributed
+    launch = LaunchSpec(nproc_per_node=processes, nnodes=dist.nnodes,
+                        rdzv_endpoint=dist.rdzv_endpoint, rdzv_backend=dist.rdzv_backend,
+                        run_id=dist.run_id, max_restarts=dist.max_restarts)
+    # The checkpoint belongs to these settings, images and code; anything else starts afresh.
+    key = fingerprint(params.model_dump(exclude={"resume", "num_workers", "device"}),
+                      balance_plan, augmentation_spec, seed, inputs, processes,
+                      train_rows.to_numpy().tolist(), source_digest(), torch.__version__)
+    return TrainingJob(model=model, data=data, config=config, device=device.type,
+                       fingerprint=key, backend=backend_for(device, dist.backend),
+                       sync_bn=dist.sync_bn, launch=launch)
+
+
 def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
                 balance_plan: dict, augmentation_spec: dict, params: TrainingParams,
-                seed: int) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
+                seed: int, checkpoints: CheckpointStore,
+                live: LiveLog) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
     """Train ``training.model`` on the train split, validating on val each epoch.
 
     Args:
@@ -103,53 +197,65 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
         augmentation_spec: The training transform to rebuild.
         params: The ``training`` block.
         seed: Seeds initialisation, sampling and augmentation.
+        checkpoints: Where each epoch's checkpoint goes; ``resume: auto`` continues from it.
+        live: Logs each epoch's metrics with dvclive.
 
     Returns:
-        ``(trained_models, history, learning_curve)``: weight sets ``final`` and, with SWA,
-        ``swa``, each with its config; one history row per epoch; the curve figure.
+        ``(trained_models, history, learning_curve)``: weight sets ``final`` and, when on,
+        ``swa`` and ``ema``, each with its config; one history row per epoch; the curve.
     """
-    seed_everything(seed)
     device = select_device(params.device)
-    classes = ingestion_report["classes"]
-    channels = ingestion_report["channels"]
-    model = create_classifier(params.model, len(classes), params.pretrained_path, channels)
-    inputs = resolve_input_config(model, params.image_size, channels)
-    size, mean, std = inputs["image_size"], inputs["mean"], inputs["std"]
-    if cache.enabled and cache.settings.resolution < size:
+    classes, channels = ingestion_report["classes"], ingestion_report["channels"]
+    probe = create_classifier(params.model, len(classes), None, channels)
+    inputs = resolve_input_config(probe, params.image_size, channels)
+    if cache.enabled and cache.settings.resolution < inputs["image_size"]:
         logger.warning("packed cache holds %dpx images, below the training size %dpx: "
                        "images are upsampled; raise ingestion.cache.resolution",
-                       cache.settings.resolution, size)
-    train_tf = build_train_transform(augmentation_spec, size, mean, std, inputs["interpolation"])
-    eval_tf = build_eval_transform(size, mean, std, inputs["interpolation"])
-    root = ingestion_report["root"]
-    train = manifest[manifest["split"] == "train"]
-    val = manifest[manifest["split"] == "val"]
-    train_set = manifest_dataset(train, cache, root, train_tf, channels)
-    train_classes = train["class_index"].to_numpy()
-    train_loader = make_loader(
-        train_set, params.batch_size, device, seed, train=True, num_workers=params.num_workers,
-        sampler=make_sampler(balance_plan["sampler"], train_classes, seed))
-    val_loader = None if val.empty else make_loader(
-        manifest_dataset(val, cache, root, eval_tf, channels),
-        params.batch_size, device, seed, train=False, num_workers=params.num_workers)
-    logger.info("training %s on %s: %d train / %d val images, %d classes, %dpx, from %s",
-                params.model, device, len(train), len(val), len(classes), size,
+                       cache.settings.resolution, inputs["image_size"])
+    if params.resume == "never":
+        checkpoints.clear()
+    job = _job(manifest, cache, ingestion_report, balance_plan, augmentation_spec, params,
+               seed, device, inputs)
+    job = replace(job, checkpoints=checkpoints, live=live)
+    logger.info("training %s on %s x %d: %d train / %d val images, %d classes, %dpx, from %s",
+                params.model, device, job.launch.nproc_per_node, len(job.data.train),
+                len(job.data.val), len(classes), inputs["image_size"],
                 "the packed cache" if cache.enabled else "the image files")
-    final, swa, history = fit(model, train_loader, val_loader,
-                              fit_config(params, balance_plan), device)
-    weight_sets = {"final": final} | ({} if swa is None else {"swa": swa})
-    crt_histories = _retrain_classifiers(weight_sets, train_set, train_classes, val_loader,
-                                         balance_plan, params, device, seed)
-    val_metrics = {"final": _last_val_metrics(crt_histories.get("final", history))}
-    if "swa" in crt_histories:
-        val_metrics["swa"] = _last_val_metrics(crt_histories["swa"])
-    elif swa is not None:  # its BatchNorm statistics were just recomputed: evaluate anew
-        val_metrics["swa"] = None if val_loader is None else evaluate(swa, val_loader, device)
+    result = train(job)
+    if result is None:
+        raise RuntimeError("training ran on other machines' processes only: run the "
+                           "training pipeline on the machine of rank 0 for the artifacts")
+    weight_sets = {}
+    for name, state in result["weights"].items():
+        weight_sets[name] = create_classifier(params.model, len(classes), None, channels)
+        weight_sets[name].load_state_dict(state)
+    history = result["history"]
+    return _finish(weight_sets, history, job, balance_plan, augmentation_spec, params, seed,
+                   device)
+
+
+def _finish(weight_sets: dict[str, nn.Module], history: pd.DataFrame, job: TrainingJob,
+            balance_plan: dict, augmentation_spec: dict, params: TrainingParams, seed: int,
+            device: torch.device) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
+    """Classifier re-training, final validation metrics and the weight artifacts."""
+    val_loader = _val_loader(job.data, params, device, seed)
+    crt_histories = _retrain_classifiers(weight_sets, job.data, val_loader, balance_plan,
+                                         params, device, seed)
+    val_metrics = {}
+    for name, weights in weight_sets.items():
+        if name in crt_histories:
+            val_metrics[name] = _last_val_metrics(crt_histories[name])
+        elif name == "final" or (name == "ema" and val_loader is not None):
+            val_metrics[name] = _last_val_metrics(history, "val_" if name == "final"
+                                                  else "val_ema_")
+        else:  # SWA: its BatchNorm statistics were just recomputed; evaluate anew
+            val_metrics[name] = None if val_loader is None else evaluate(
+                weights.to(device), val_loader, device)
     if "final" in crt_histories:  # one epoch axis: the final weights' re-training follows
         history = pd.concat([history, crt_histories["final"].assign(
             epoch=crt_histories["final"]["epoch"] + params.epochs)], ignore_index=True)
-    base_config = {"architecture": params.model, "classes": classes, **inputs,
-                   "seed": seed, "git_commit": git_commit(),
+    base_config = {"architecture": params.model, "classes": list(job.model.classes),
+                   **job.data.inputs, "seed": seed, "git_commit": git_commit(),
                    "training": params.model_dump(), "augmentation": augmentation_spec,
                    "class_balance": {key: balance_plan[key]
                                      for key in ("strategy", "components", "reason")}}

@@ -1,4 +1,5 @@
-"""training: a timm model trained with SGD (Nesterov), warmup + cosine, label smoothing, SWA."""
+"""training: a timm model trained with the Bag of Tricks, SWA and EMA, resumable, on 1-N
+processes."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -10,7 +11,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
     return pipeline([
         node(train_model,
              inputs=["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-                     "augmentation_spec", "params:training", "params:seed"],
+                     "augmentation_spec", "params:training", "params:seed",
+                     "training_checkpoints", "training_live"],
              outputs=["trained_models", "training_history", "learning_curve"],
              name="train_model"),
     ])

@@ -1,0 +1,55 @@
+"""Kedro datasets for the folders that training writes into while it runs.
+
+Training saves a checkpoint after every epoch and logs metrics as it goes, long
+before its node returns. These datasets hand the node the *place* to write, declared
+in the catalog like any other data: loading gives a small handle, never file
+contents, and Kedro never saves to them.
+"""
+
+from __future__ import annotations
+
+from kedro.io import DatasetError
+
+from visrec.core.checkpoint import CheckpointStore
+from visrec.core.live import LiveLog
+from visrec.datasets.folder import FolderDataset
+
+
+class CheckpointDataset(FolderDataset[CheckpointStore, None]):
+    """The checkpoint folder of training (``resume: auto`` continues from it).
+
+    Example catalog entry::
+
+        training_checkpoints:
+          type: visrec.datasets.CheckpointDataset
+          path: data/06_models/checkpoints
+    """
+
+    def load(self) -> CheckpointStore:
+        """A handle on the folder (which may not exist yet)."""
+        return CheckpointStore(self._path)
+
+    def save(self, data: None) -> None:
+        """Refused: training writes its checkpoints through the loaded handle."""
+        raise DatasetError(f"'{self._path}' is written by training as it runs; "
+                           "it is an input of the node, not an output")
+
+
+class LiveDataset(FolderDataset[LiveLog, None]):
+    """The dvclive folder of training's per-epoch metrics.
+
+    Example catalog entry::
+
+        training_live:
+          type: visrec.datasets.LiveDataset
+          path: data/08_reporting/dvclive
+    """
+
+    def load(self) -> LiveLog:
+        """A logger writing into the folder."""
+        return LiveLog(self._path)
+
+    def save(self, data: None) -> None:
+        """Refused: training logs through the loaded handle."""
+        raise DatasetError(f"'{self._path}' is written by training as it runs; "
+                           "it is an input of the node, not an output")

@@ -1,0 +1,101 @@
+"""Training through the real CLI: a run killed mid-epoch resumes to the same result, and two
+CPU processes (torch elastic launch, gloo) train as well as one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.cli import copy_project, kedro, kedro_process
+
+pytestmark = pytest.mark.slow
+
+TIMING = ["seconds", "images_per_s", "data_wait"]
+CHECKPOINT = "data/06_models/checkpoints/last.pt"
+# Long enough epochs (about a second each on 2 cores) to be killed in the middle of one.
+RESUMABLE = "training.model=resnet10t,training.epochs=5,training.ema.enabled=true"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with the demo images ingested, balanced and an augmentation chosen."""
+    project = copy_project(tmp_path_factory.mktemp("train_cli"))
+    kedro(project, "run", "--env", "test", "--pipelines=demo_data")
+    kedro(project, "run", "--env", "test", "--pipelines=ingestion,class_balance,augmentation")
+    return project
+
+
+def _results(project: Path) -> dict:
+    """History (without timings), weights of every set, and test metrics."""
+    history = pd.read_csv(project / "data/08_reporting/training_history.csv")
+    models = project / "data/06_models/classifier"
+    return {"history": history.drop(columns=TIMING),
+            "weights": {folder.name: load_file(folder / "model.safetensors")
+                        for folder in sorted(models.iterdir())},
+            "metrics": json.loads((project / "data/08_reporting/metrics.json").read_text())}
+
+
+def _wait_for_checkpoint(path: Path, epoch: int, process, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        if path.is_file():
+            try:
+                state = torch.load(path, weights_only=True)
+            except (EOFError, RuntimeError):  # pragma: no cover - rename is atomic
+                state = None
+            if state is not None and state["epoch"] >= epoch:
+                return state
+        time.sleep(0.05)
+    pytest.fail(f"no checkpoint of epoch {epoch} within {timeout} s")
+
+
+def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_results(prepared, tmp_path):
+    run = ["run", "--env", "test", "--pipelines=training,evaluation", "--params"]
+    kedro(prepared, *run, f"{RESUMABLE},training.resume=never")
+    reference = _results(prepared)
+
+    (prepared / CHECKPOINT).unlink()
+    process = kedro_process(prepared, *run, RESUMABLE, log=tmp_path / "killed.log")
+    state = _wait_for_checkpoint(prepared / CHECKPOINT, 2, process)
+    # Half an epoch into epoch 3 (the checkpoint's history has the epochs' durations).
+    time.sleep(json.loads(state["history"])[-1]["seconds"] / 2)
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    killed_at = torch.load(prepared / CHECKPOINT, weights_only=True)["epoch"]
+    assert 2 <= killed_at < 5, (tmp_path / "killed.log").read_text()[-3000:]
+
+    resumed = kedro(prepared, *run, RESUMABLE)
+    assert f"resuming after epoch {killed_at} of 5" in resumed.stdout + resumed.stderr
+    result = _results(prepared)
+    pd.testing.assert_frame_equal(result["history"], reference["history"], check_exact=True)
+    assert result["weights"].keys() == reference["weights"].keys() == {"final", "swa", "ema"}
+    for name, weights in reference["weights"].items():
+        for key, tensor in weights.items():
+            assert torch.equal(result["weights"][name][key], tensor), (name, key)
+    assert result["metrics"] == reference["metrics"]
+
+
+def test_two_cpu_processes_train_the_demo_as_well_as_one(prepared):
+    # The demo recipe (conf/base: resnet18, SWA, EMA), 2 processes of 32 images per step
+    # against 1 of 64: the same global batch, learning rate and epochs.
+    scores = {}
+    for devices in (1, 2):
+        result = kedro(prepared, "run", "--pipelines=training,evaluation", "--params",
+                       f"training.devices={devices},training.resume=never")
+        if devices == 2:
+            assert "launching 2 training processes" in result.stdout + result.stderr
+        metrics = json.loads((prepared / "data/08_reporting/metrics.json").read_text())
+        scores[devices] = {name: values["balanced_accuracy"]
+                           for name, values in metrics.items()}
+    for name in ("final", "swa", "ema"):
+        assert abs(scores[2][name] - scores[1][name]) <= 0.03, scores
+    assert scores[1]["swa"] > 0.9, scores
