@@ -121,7 +121,10 @@ def main() -> None:
         run_session(project, ["demo_data"], DATA)
         for seed in args.seeds:
             # The seed carves val from train: ingest anew for each.
-            run_session(project, ["ingestion", "augmentation"], DATA | {"seed": seed})
+            # ingestion.root is a parameter, resolved from the working directory, not the
+            # project: name the copy's folder, never the repository's demo images.
+            run_session(project, ["ingestion", "augmentation"], DATA | {
+                "seed": seed, "ingestion": {"root": str(project / "data/01_raw/demo")}})
             for name in args.strategies:
                 row = {"strategy": name} | one_run(project, STRATEGIES[name], seed, extra)
                 rows.append(row)

@@ -108,9 +108,13 @@ class CheckpointStore:
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError) as error:
-            logger.warning("checkpoint %s is unreadable (%s): training starts afresh",
-                           self.path, error)
+        except Exception as error:  # any unreadable file: start afresh
+            logger.warning("checkpoint %s is unreadable (%s: %s): training starts afresh",
+                           self.path, type(error).__name__, error)
+            return None
+        if not isinstance(state, dict):
+            logger.warning("checkpoint %s holds no training state: training starts afresh",
+                           self.path)
             return None
         if state.get("fingerprint") != expected_fingerprint:
             logger.info("checkpoint %s was made with other settings, data or code: training "

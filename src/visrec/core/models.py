@@ -76,8 +76,17 @@ def _classifier_keys(model: nn.Module) -> set[str]:
     return {key for key in model.state_dict() if key.rsplit(".", 1)[0] in heads}
 
 
-def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> None:
+def load_backbone_weights(model: nn.Module, architecture: str, path: Path,
+                          parameter: str = "training.pretrained_path",
+                          keep_head: bool = False) -> None:
     """Load ``path`` into ``model`` strictly, except for a classifier of another shape.
+
+    Args:
+        model: The timm model to fill.
+        architecture: Its name, for messages.
+        path: The weights file.
+        parameter: The parameter that named the file, for messages.
+        keep_head: The file's classifier must fit too (a distillation teacher).
 
     Raises:
         WeightsError: If the file is missing, unreadable, or its tensors do not fit.
@@ -85,7 +94,7 @@ def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> No
     from safetensors import SafetensorError  # noqa: PLC0415
     from timm.models import adapt_input_conv, load_state_dict  # noqa: PLC0415
 
-    key = f"training.pretrained_path = '{path}'"
+    key = f"{parameter} = '{path}'"
     if not path.is_file():
         raise WeightsError(f"{key}: no such file")
     try:
@@ -100,6 +109,11 @@ def load_backbone_weights(model: nn.Module, architecture: str, path: Path) -> No
         state[first] = adapt_input_conv(own[first].shape[1], state[first])
     head = _classifier_keys(model)
     dropped = sorted(k for k in head if k in state and state[k].shape != own[k].shape)
+    if dropped and keep_head:
+        classes = int(state[dropped[0]].shape[0])
+        raise WeightsError(f"{key}: the file's classifier predicts {classes} classes, the "
+                           f"student {model.num_classes}; use a teacher trained on the same "
+                           "classes")
     for name in dropped:
         del state[name]
     missing = sorted(set(own) - set(state) - set(dropped))
@@ -183,7 +197,12 @@ def load_teacher(path: str, architecture: str | None, num_classes: int,
         raise WeightsError(f"{key}: set training.distillation.teacher_model to the "
                            "architecture of the file")
     else:
-        teacher = create_classifier(architecture, num_classes, path, in_chans)
+        import timm  # noqa: PLC0415
+
+        teacher = timm.create_model(architecture, pretrained=False, num_classes=num_classes,
+                                    in_chans=in_chans)
+        load_backbone_weights(teacher, architecture, folder,
+                              parameter="training.distillation.teacher_path", keep_head=True)
     if teacher.num_classes != num_classes:
         raise WeightsError(f"{key}: the teacher predicts {teacher.num_classes} classes, the "
                            f"student {num_classes}; train the teacher on the same classes")

@@ -72,9 +72,11 @@ def make_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimiz
         raise ValueError(f"training.optimizer = {spec.name!r}: accepted {list(OPTIMIZERS)}")
     extra: dict[str, Any] = ({"momentum": spec.momentum} if spec.name == "sgd"
                              else {"betas": (spec.momentum, 0.999)})
-    # timm's "sgd" is SGD with Nesterov momentum; filter_bias_and_bn puts 1-D tensors (biases,
-    # norm weights) in a group without decay.
-    return create_optimizer_v2(model, opt=spec.name, lr=spec.lr,
+    # timm's "sgd" is SGD with Nesterov momentum (plain SGD without momentum: Nesterov needs
+    # some); filter_bias_and_bn puts 1-D tensors (biases, norm weights) in a group without
+    # decay.
+    name = "momentum" if spec.name == "sgd" and spec.momentum == 0 else spec.name
+    return create_optimizer_v2(model, opt=name, lr=spec.lr,
                                weight_decay=spec.weight_decay,
                                filter_bias_and_bn=spec.no_bias_decay, **extra)
 
@@ -126,7 +128,8 @@ def _torch_schedule(optimizer: torch.optim.Optimizer, spec: ScheduleSpec, lr: fl
         share = spec.warmup_epochs / epochs if spec.warmup_epochs else 0.3
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=lr, total_steps=max(total, 2),
-            pct_start=min(max(share, 1 / max(total, 2)), 0.99), anneal_strategy="cos")
+            pct_start=min(max(share, 1 / max(total, 2)), 0.99), anneal_strategy="cos",
+            cycle_momentum=False)  # keep training.momentum as configured
     half_cycle = max(1, round(spec.cycle_epochs * updates_per_epoch / 2))
     return torch.optim.lr_scheduler.CyclicLR(
         optimizer, base_lr=spec.min_lr, max_lr=lr, step_size_up=half_cycle,

@@ -1,0 +1,417 @@
+"""Tests of the training tricks of visrec.core.engine: MixUp/CutMix, SWA, EMA, gradient
+clipping, distillation, bf16 autocast, a frozen backbone and reproducibility.
+
+Runs are tiny: a few dozen 16x16 in-memory images whose class is their brightest
+channel, with timm's ``test_resnet`` or a one-layer model without BatchNorm (whose
+training and evaluation passes agree, so losses can be recomputed by hand).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+from torch.utils.data import TensorDataset
+
+from visrec.core.data import make_loader
+from visrec.core.engine import (
+    DistillSpec,
+    EmaSpec,
+    FitConfig,
+    MixSpec,
+    StepOptions,
+    SwaSpec,
+    evaluate,
+    fit,
+    train_one_epoch,
+)
+from visrec.core.losses import LossSpec, distillation_loss, make_criterion
+from visrec.core.models import create_classifier
+from visrec.core.recipe import OptimizerSpec, ScheduleSpec
+
+CPU = torch.device("cpu")
+CLASSES = 3
+BATCH = 8
+TRAIN_ROWS = 24  # 3 updates per epoch
+TIMING_COLUMNS = ["seconds", "images_per_s", "data_wait"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: faster for 16x16 images, and OpenMP workers spinning on a busy
+    2-core machine made runs many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _colours(rows: int, seed: int, size: int = 16) -> TensorDataset:
+    """Noise images (normalised to [-1, 1]) whose class channel is brighter; classes cycle."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(rows) % CLASSES
+    pixels = torch.rand(rows, 3, size, size, generator=generator) * 0.3
+    pixels[torch.arange(rows), labels] += 0.7
+    return TensorDataset((pixels - 0.5) / 0.5, labels)
+
+
+def _loader(rows: int = TRAIN_ROWS, seed: int = 0, train: bool = True):
+    return make_loader(_colours(rows, seed), BATCH, CPU, seed=0, train=train, num_workers=0)
+
+
+class Tiny(nn.Module):
+    """Mean colour -> linear classifier: no BatchNorm or dropout, so train == eval."""
+
+    def __init__(self, num_classes: int = CLASSES) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.fc = nn.Linear(3, num_classes)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(images.mean(dim=(2, 3)))
+
+
+def _tiny(seed: int = 0) -> Tiny:
+    torch.manual_seed(seed)
+    return Tiny()
+
+
+def _resnet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_classifier("test_resnet", CLASSES)
+
+
+def _params(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def _config(epochs: int, lr: float = 0.05, **changes) -> FitConfig:
+    return FitConfig(epochs=epochs, optimizer=OptimizerSpec(lr=lr, weight_decay=1e-4),
+                     schedule=ScheduleSpec("cosine", min_lr=lr / 100), **changes)
+
+
+class _Rates:
+    """Records the learning rate of every optimizer step (a global pre-step hook)."""
+
+    def __enter__(self) -> list[float]:
+        self.rates: list[float] = []
+        self.handle = register_optimizer_step_pre_hook(
+            lambda optimizer, args, kwargs: self.rates.append(optimizer.param_groups[0]["lr"]))
+        return self.rates
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+
+# --- MixUp / CutMix -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> dict[str, list]:
+    """Makes fit's criteria record the loss specs they are built from and their targets."""
+    seen: dict[str, list] = {"specs": [], "targets": []}
+
+    class Recording(nn.Module):
+        def __init__(self, base: nn.Module) -> None:
+            super().__init__()
+            self.base = base
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            seen["targets"].append(target.detach().clone())
+            return self.base(logits, target)
+
+    def recording(spec: LossSpec, epoch: int) -> nn.Module:
+        seen["specs"].append(spec)
+        return Recording(make_criterion(spec, epoch))
+
+    monkeypatch.setattr("visrec.core.engine.make_criterion", recording)
+    return seen
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_mixup_cutmix_targets_are_mixed_distributions(recorded, smoothing):
+    config = _config(3, loss=LossSpec(label_smoothing=smoothing),
+                     mix=MixSpec(mixup_alpha=1.0, cutmix_alpha=1.0))
+    fit(_tiny(), _loader(), None, config, CPU)
+    # The smoothing goes into the mixed targets once, not again into the loss.
+    assert [spec.label_smoothing for spec in recorded["specs"]] == [0.0] * 3
+    targets = torch.cat(recorded["targets"])
+    assert targets.shape == (3 * TRAIN_ROWS, CLASSES)
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(len(targets)), rtol=0, atol=1e-6)
+    off = smoothing / CLASSES
+    assert targets.min() >= off - 1e-6
+    on = 1 - smoothing + off
+    assert targets.max() <= on + 1e-6
+    mixed = targets.max(dim=1).values < on - 1e-3
+    assert mixed.sum() >= len(targets) // 4  # most pairs differ in class and lam is random
+
+
+def test_odd_batch_gets_smoothed_one_hot_targets(recorded):
+    """timm mixes a batch with its reverse and needs an even size: a batch of 7 (the whole
+    epoch, too small to drop) gets the smoothed one-hot targets instead."""
+    dataset = _colours(7, seed=0)
+    loader = make_loader(dataset, BATCH, CPU, seed=0, train=True, num_workers=0)
+    config = _config(1, loss=LossSpec(label_smoothing=0.1),
+                     mix=MixSpec(mixup_alpha=1.0, cutmix_alpha=1.0))
+    history = fit(_tiny(), loader, None, config, CPU).history
+    assert math.isfinite(history["train_loss"].iloc[0])
+    (targets,) = recorded["targets"]
+    assert targets.shape == (7, CLASSES)
+    off, on = 0.1 / CLASSES, 1 - 0.1 + 0.1 / CLASSES
+    top = targets.max(dim=1).values
+    torch.testing.assert_close(top, torch.full((7,), on))
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(7))
+    assert ((targets == top[:, None]) | ((targets - off).abs() < 1e-7)).all()
+    assert sorted(targets.argmax(dim=1).tolist()) == sorted(dataset.tensors[1].tolist())
+
+
+# --- SWA ---------------------------------------------------------------------------------------
+
+
+def _snapshots(model: nn.Module):
+    """An on_epoch callback that keeps the model's parameters after each epoch (1-based)."""
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(history: list[dict]) -> None:
+        kept[len(history)] = _params(model)
+
+    return kept, keep
+
+
+def _assert_mean(averaged: nn.Module, snapshots: list[dict[str, torch.Tensor]]) -> None:
+    params = _params(averaged)
+    assert set(params) == set(snapshots[0])
+    for name, value in params.items():
+        expected = torch.stack([s[name] for s in snapshots]).mean(dim=0)
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=name)
+
+
+def test_constant_swa_averages_every_swa_epoch():
+    model = _resnet()
+    kept, keep = _snapshots(model)
+    config = _config(4, swa=SwaSpec(start=1, lr=0.02, schedule="constant"))
+    result = fit(model, _loader(), None, config, CPU, on_epoch=keep)
+    assert result.history["phase"].tolist() == ["train", "swa", "swa", "swa"]
+    swa = result.weights["swa"]
+    assert swa is not model
+    _assert_mean(swa, [kept[2], kept[3], kept[4]])
+    final = _params(model)
+    assert any(not torch.equal(final[n], p) for n, p in _params(swa).items())
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning")
+@pytest.mark.parametrize(("start", "epochs", "averaged"), [(0, 4, [2, 4]), (1, 5, [3, 5])])
+def test_cyclic_swa_averages_cycle_ends_and_saw_tooths(start, epochs, averaged):
+    lr, min_lr = 0.05, 0.005
+    model = _resnet()
+    kept, keep = _snapshots(model)
+    config = _config(epochs, lr=lr, swa=SwaSpec(start=start, lr=lr, schedule="cyclic",
+                                                cycle_epochs=2, min_lr=min_lr))
+    with _Rates() as rates:
+        result = fit(model, _loader(), None, config, CPU, on_epoch=keep)
+    _assert_mean(result.weights["swa"], [kept[epoch] for epoch in averaged])
+    updates = 2 * TRAIN_ROWS // BATCH  # one cycle: 2 epochs of 3 updates
+    tooth = [min_lr + (lr - min_lr) * (updates - 1 - k) / (updates - 1) for k in range(updates)]
+    swa_rates = rates[start * TRAIN_ROWS // BATCH:]
+    assert swa_rates == pytest.approx(tooth * 2, rel=1e-9)  # lr down to min_lr, twice
+
+
+# --- EMA ---------------------------------------------------------------------------------------
+
+
+def test_ema_follows_the_recursion_and_is_validated():
+    """timm's ModelEmaV3 copies the weights at the first update (its decay is 0 at step 1),
+    then ``ema = decay * ema + (1 - decay) * weights`` after every step."""
+    model = _tiny()
+    after_steps: list[dict[str, torch.Tensor]] = []
+    handle = register_optimizer_step_post_hook(
+        lambda optimizer, args, kwargs: after_steps.append(_params(model)))
+    try:
+        val = _loader(9, seed=1, train=False)
+        result = fit(model, _loader(), val, _config(2, ema=EmaSpec(decay=0.5, warmup=False)),
+                     CPU)
+    finally:
+        handle.remove()
+    assert len(after_steps) == 2 * TRAIN_ROWS // BATCH
+    expected = dict(after_steps[0])
+    for step in after_steps[1:]:
+        expected = {n: 0.5 * expected[n] + 0.5 * step[n] for n in expected}
+    ema = result.weights["ema"]
+    assert ema is not model
+    for name, value in _params(ema).items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=1e-7, msg=name)
+        assert not torch.equal(value, after_steps[-1][name])
+    history = result.history
+    for metric in ("loss", "top1", "balanced_accuracy"):
+        assert history[f"val_ema_{metric}"].map(math.isfinite).all()
+    assert history["val_ema_loss"].iloc[-1] == pytest.approx(evaluate(ema, val, CPU)["loss"])
+    assert history["val_loss"].iloc[-1] == pytest.approx(evaluate(model, val, CPU)["loss"])
+    assert history["val_ema_loss"].iloc[-1] != history["val_loss"].iloc[-1]
+
+
+# --- gradient clipping -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_gradient_clipping_bounds_each_sgd_step(clip):
+    """Plain SGD with lr 1 moves the weights by the (clipped) gradient."""
+    model = _resnet()
+    before: list[torch.Tensor] = []
+    changes: list[float] = []
+
+    def flat() -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    pre = register_optimizer_step_pre_hook(lambda o, a, k: before.append(flat()))
+    post = register_optimizer_step_post_hook(
+        lambda o, a, k: changes.append(float((flat() - before[-1]).norm())))
+    try:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.0, weight_decay=0.0)
+        train_one_epoch(model, _loader(), nn.CrossEntropyLoss(), optimizer, CPU, 0,
+                        options=StepOptions(grad_clip=clip))
+    finally:
+        pre.remove()
+        post.remove()
+    assert len(changes) == TRAIN_ROWS // BATCH
+    if clip is None:
+        assert min(changes) > 100 * 1e-3  # the raw gradients are far above the bound
+    else:
+        assert changes == pytest.approx([1e-3] * len(changes), rel=1e-3)
+        assert max(changes) <= 1e-3 * (1 + 1e-5)
+
+
+def test_fit_clips_with_the_configured_norm(monkeypatch):
+    calls: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording(parameters, max_norm, *args, **kwargs):
+        calls.append(max_norm)
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    fit(_tiny(), _loader(), None, _config(2, grad_clip=0.5), CPU)
+    assert calls == [0.5] * (2 * TRAIN_ROWS // BATCH)
+
+
+# --- distillation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
+def test_distillation_loss_is_t_squared_kl(temperature):
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randn(6, 5, generator=generator) * 3
+    teacher = torch.randn(6, 5, generator=generator) * 3
+    p_teacher = torch.softmax(teacher / temperature, dim=1)
+    log_student = torch.log_softmax(student / temperature, dim=1)
+    kl = (p_teacher * (p_teacher.log() - log_student)).sum(dim=1).mean()
+    loss = distillation_loss(student, teacher, temperature)
+    torch.testing.assert_close(loss, temperature**2 * kl)
+    assert loss > 0
+    assert float(distillation_loss(student, student.clone(), temperature)) == pytest.approx(
+        0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("same_teacher", [True, False])
+def test_distillation_mixes_the_losses(same_teacher):
+    """One batch: the epoch's loss is ``(1 - w) * CE + w * T^2 KL`` of the starting weights."""
+    student = _tiny(0)
+    teacher = copy.deepcopy(student)
+    if not same_teacher:
+        with torch.no_grad():
+            teacher.fc.weight.mul_(-3)
+    images, labels = _colours(BATCH, seed=0).tensors
+    with torch.no_grad():
+        logits, teacher_logits = student(images), teacher(images)
+        ce = F.cross_entropy(logits, labels)
+        kd = distillation_loss(logits, teacher_logits, 2.0)
+    if same_teacher:
+        assert float(kd) == pytest.approx(0.0, abs=1e-6)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    row = train_one_epoch(student, _loader(BATCH), nn.CrossEntropyLoss(), optimizer, CPU, 0,
+                          options=StepOptions(teacher=teacher.eval(),
+                                              distill=DistillSpec(temperature=2.0, weight=0.3)))
+    assert row["train_loss"] == pytest.approx(float(0.7 * ce + 0.3 * kd), rel=1e-5)
+
+
+def test_fit_with_a_teacher_trains_differently_and_leaves_it_alone():
+    teacher = _resnet(1)
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    config = _config(2, distill=DistillSpec(temperature=4.0, weight=0.5))
+    with_teacher = fit(_resnet(), _loader(), None, config, CPU, teacher=teacher).history
+    without = fit(_resnet(), _loader(), None, config, CPU).history
+    assert with_teacher["train_loss"].map(math.isfinite).all()
+    assert (with_teacher["train_loss"] - without["train_loss"]).abs().min() > 1e-4
+    assert not teacher.training
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_state.items())
+
+
+# --- bf16 autocast -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32),
+                                                  ("bf16", torch.bfloat16)])
+def test_autocast_precision_on_cpu(precision, dtype):
+    model = _resnet()
+    seen: set[torch.dtype] = set()
+    model.register_forward_hook(
+        lambda module, args, output: seen.add(output.dtype) if module.training else None)
+    history = fit(model, _loader(), None, _config(2, precision=precision), CPU).history
+    assert seen == {dtype}
+    assert history["train_loss"].map(math.isfinite).all()
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # weights stay float32
+
+
+# --- frozen backbone ---------------------------------------------------------------------------
+
+
+def test_freeze_epochs_train_only_the_classifier_first():
+    model = _resnet()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    states: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(history: list[dict]) -> None:
+        states[len(history)] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    history = fit(model, _loader(), None, _config(2, freeze_epochs=1), CPU,
+                  on_epoch=keep).history
+    assert history["phase"].tolist() == ["frozen", "train"]
+    changed = {k for k in start if not torch.equal(start[k], states[1][k])}
+    # Only the head moved; BatchNorm statistics stayed (the backbone ran in eval mode).
+    assert changed == {"fc.weight", "fc.bias"}
+    changed = {k for k in start if not torch.equal(states[1][k], states[2][k])}
+    assert "conv1.0.weight" in changed and "layer1.0.bn1.running_mean" in changed
+    assert all(p.requires_grad for p in model.parameters())
+
+
+# --- reproducibility ---------------------------------------------------------------------------
+
+
+def test_same_seed_same_run_with_every_trick():
+    config = _config(4, seed=3, mix=MixSpec(mixup_alpha=0.4, cutmix_alpha=1.0),
+                     ema=EmaSpec(decay=0.9), swa=SwaSpec(start=2, lr=0.02),
+                     loss=LossSpec(label_smoothing=0.1))
+    val = _loader(9, seed=1, train=False)
+    runs = [fit(_resnet(), _loader(), val, config, CPU) for _ in range(2)]
+    a, b = (run.history.drop(columns=TIMING_COLUMNS) for run in runs)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert set(runs[0].weights) == {"final", "swa", "ema"}
+    for name in ("final", "swa", "ema"):
+        first, second = runs[0].weights[name].state_dict(), runs[1].weights[name].state_dict()
+        for key in first:
+            assert torch.equal(first[key], second[key]), (name, key)
+    other = fit(_resnet(), _loader(), val, replace(config, seed=4), CPU).history
+    assert not other["train_loss"].equals(runs[0].history["train_loss"])
