@@ -89,3 +89,11 @@ def run_kedro(project: Path, *args: str) -> tuple[float, int, str]:
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, process.args, output)
     return seconds, peak, output
+
+
+def run_session(project: Path, pipelines: list[str], params: dict) -> None:
+    """One `kedro run --pipelines=...` with runtime parameters, in this process."""
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+
+    with KedroSession.create(project_path=project, runtime_params=params) as session:
+        session.run(pipeline_names=pipelines)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import machine, make_project
+from common import machine, make_project, run_session
 
 logger = logging.getLogger("benchmarks.long_tail")
 
@@ -50,14 +50,6 @@ DATA = {"demo_data": {"imbalance_ratio": 50, "largest_class": 150, "test_per_cla
 EPOCHS = 10
 REPORTED = ("balanced_accuracy", "many_shot_accuracy", "medium_shot_accuracy",
             "few_shot_accuracy")
-
-
-def run_session(project: Path, pipelines: list[str], params: dict) -> None:
-    """One `kedro run --pipelines=...` with runtime parameters, in this process."""
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
-
-    with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=pipelines)
 
 
 def one_run(project: Path, strategy: str | list[str], seed: int, extra: dict) -> dict:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import machine, make_project
+from common import machine, make_project, run_session
 
 PLAIN = {"schedule": {"name": "constant", "warmup_epochs": 0}, "label_smoothing": 0.0,
          "zero_gamma": False, "no_bias_decay": False, "swa": {"enabled": False},
@@ -44,14 +44,6 @@ VARIANTS = {
     "no EMA": {"ema": {"enabled": False}},
 }
 WEIGHTS = ("final", "swa", "ema")
-
-
-def run_session(project: Path, pipelines: list[str], params: dict) -> None:
-    """One `kedro run --pipelines=...` with runtime parameters, in this process."""
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
-
-    with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=pipelines)
 
 
 def one_run(project: Path, variant: str, seed: int, epochs: int) -> dict:

@@ -31,7 +31,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from common import machine, make_project
+from common import machine, make_project, run_session
 from PIL import Image
 
 logger = logging.getLogger("benchmarks.train_throughput")
@@ -61,14 +61,12 @@ def generate(folder: Path, n: int, side: int) -> None:
 
 def ingest(project: Path, folder: Path, size: int) -> None:
     """The real ingestion pipeline: manifest and packed cache, every image in train."""
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
 
     bootstrap_project(project)
-    params = {"ingestion": {"root": str(folder), "val_fraction": 0.0, "test_fraction": 0.0},
-              "training": {"image_size": size}}
-    with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=["ingestion"])
+    run_session(project, ["ingestion"], {
+        "ingestion": {"root": str(folder), "val_fraction": 0.0, "test_fraction": 0.0},
+        "training": {"image_size": size}})
 
 
 def _config(args: argparse.Namespace):

@@ -299,3 +299,36 @@ def test_params_are_frozen():
 
 def test_timm_name_with_a_pretrained_tag_is_accepted():
     assert TrainingParams.model_validate({"model": "resnet18.a1_in1k"}).model == "resnet18.a1_in1k"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"batch_size": 63, "mixup": {"mixup_alpha": 0.2}}, "training.batch_size = 63: MixUp"),
+    ({"batch_size": 64, "devices": 3}, "give a multiple of training.devices = 3"),
+    ({"devices": 0}, "training.devices = 0: give a number of worker processes >= 1, or auto"),
+    ({"epochs": 3, "freeze_backbone_epochs": 3}, "training.freeze_backbone_epochs = 3"),
+    ({"optimizer": "lamb"}, "training.optimizer = 'lamb'"),
+    ({"schedule": {"name": "exp"}}, "training.schedule.name = 'exp'"),
+    ({"precision": "fp8"}, "training.precision = 'fp8'"),
+    ({"resume": "yes"}, "training.resume = 'yes'"),
+    ({"swa": {"schedule": "linear"}}, "training.swa.schedule = 'linear'"),
+    ({"ema": {"decay": 1.0}}, "training.ema.decay = 1.0"),
+    ({"distillation": {"teacher_path": "/no/such/teacher"}},
+     "training.distillation.teacher_path = '/no/such/teacher': no such file or folder"),
+    ({"distillation": {"teacher_model": "resnet999"}},
+     "training.distillation.teacher_model = 'resnet999'"),
+])
+def test_recipe_parameters_are_checked_before_training(raw, expected):
+    assert expected in _error(TrainingParams, raw)
+
+
+def test_teacher_file_needs_its_architecture(tmp_path):
+    teacher = tmp_path / "teacher.safetensors"
+    teacher.write_bytes(b"\0")
+    message = _error(TrainingParams, {"distillation": {"teacher_path": str(teacher)}})
+    assert "set training.distillation.teacher_model" in message
+
+
+def test_mixup_is_off_unless_an_alpha_is_set():
+    assert not TrainingParams().mixup.enabled
+    assert TrainingParams(mixup={"cutmix_alpha": 1.0}).mixup.enabled
+    assert not TrainingParams(mixup={"cutmix_alpha": 1.0, "prob": 0.0}).mixup.enabled

@@ -324,9 +324,12 @@ class DistillationParams(Params):
         if path is not None and path.is_file() and self.teacher_model is None:
             raise ValueError(f"training.distillation.teacher_path = '{path}' is a file: set "
                              "training.distillation.teacher_model to its timm architecture")
-        if self.teacher_model is not None:
-            _check_architecture(self.teacher_model)
         return self
+
+    @field_validator("teacher_model")
+    @classmethod
+    def _known_teacher(cls, value: str | None) -> str | None:
+        return None if value is None else _check_architecture(value)
 
 
 class EmaParams(Params):

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import TensorDataset, WeightedRandomSampler
+from torch.utils.data import WeightedRandomSampler
 
+from tests.core.conftest import colour_tensors
 from visrec.core.checkpoint import (
     CheckpointStore,
     fingerprint,
@@ -38,13 +39,7 @@ BATCH = 8
 TIMING_COLUMNS = ["seconds", "images_per_s", "data_wait"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: faster for 16x16 images on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- CheckpointStore ---------------------------------------------------------------------------
@@ -178,13 +173,6 @@ def test_rng_state_restores_every_generator_through_a_checkpoint(tmp_path):
 # --- resuming fit ------------------------------------------------------------------------------
 
 
-def _colours(rows: int, seed: int, size: int = 16) -> TensorDataset:
-    """Noise images (normalised to [-1, 1]) whose class channel is brighter; classes cycle."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(rows) % CLASSES
-    pixels = torch.rand(rows, 3, size, size, generator=generator) * 0.3
-    pixels[torch.arange(rows), labels] += 0.7
-    return TensorDataset((pixels - 0.5) / 0.5, labels)
 
 
 class _Stop(Exception):
@@ -204,8 +192,8 @@ def _fit(config: FitConfig, store: CheckpointStore | None, mark: str = "run", in
     """Fit a fresh test_resnet (initialised with seed ``init``) on 24 images, 9 to validate."""
     torch.manual_seed(init)
     model = create_classifier("test_resnet", CLASSES)
-    train = make_loader(_colours(24, 0), BATCH, CPU, seed=0, train=True, num_workers=0)
-    val = make_loader(_colours(9, 1), BATCH, CPU, seed=0, train=False, num_workers=0)
+    train = make_loader(colour_tensors(24, 0), BATCH, CPU, seed=0, train=True, num_workers=0)
+    val = make_loader(colour_tensors(9, 1), BATCH, CPU, seed=0, train=False, num_workers=0)
     return fit(model, train, val, config, CPU, checkpoints=store, fingerprint=mark,
                on_epoch=on_epoch)
 

@@ -55,14 +55,7 @@ TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 4
 TIMING_COLUMNS = ["seconds", "images_per_s", "data_wait"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Train on one intra-op thread: faster for 32x32 images, and OpenMP workers spinning
-    on a busy 2-core machine made each run 10-80x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,7 @@ FAMILIES = {  # architecture: (input side in pixels, has residual blocks with a 
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: faster for small batches on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -34,13 +34,7 @@ WARMUP = 2  # epochs: 10 updates
 MIN_LR = 0.001
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: faster for tiny models on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- schedules -------------------------------------------------------------------------

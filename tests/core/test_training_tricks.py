@@ -21,8 +21,8 @@ from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
     register_optimizer_step_pre_hook,
 )
-from torch.utils.data import TensorDataset
 
+from tests.core.conftest import colour_tensors
 from visrec.core.data import make_loader
 from visrec.core.engine import (
     DistillSpec,
@@ -46,27 +46,13 @@ TRAIN_ROWS = 24  # 3 updates per epoch
 TIMING_COLUMNS = ["seconds", "images_per_s", "data_wait"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: faster for 16x16 images, and OpenMP workers spinning on a busy
-    2-core machine made runs many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _colours(rows: int, seed: int, size: int = 16) -> TensorDataset:
-    """Noise images (normalised to [-1, 1]) whose class channel is brighter; classes cycle."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(rows) % CLASSES
-    pixels = torch.rand(rows, 3, size, size, generator=generator) * 0.3
-    pixels[torch.arange(rows), labels] += 0.7
-    return TensorDataset((pixels - 0.5) / 0.5, labels)
 
 
 def _loader(rows: int = TRAIN_ROWS, seed: int = 0, train: bool = True):
-    return make_loader(_colours(rows, seed), BATCH, CPU, seed=0, train=train, num_workers=0)
+    return make_loader(colour_tensors(rows, seed), BATCH, CPU, seed=0, train=train, num_workers=0)
 
 
 class Tiny(nn.Module):
@@ -162,7 +148,7 @@ def test_mixup_cutmix_targets_are_mixed_distributions(recorded, smoothing):
 def test_odd_batch_gets_smoothed_one_hot_targets(recorded):
     """timm mixes a batch with its reverse and needs an even size: a batch of 7 (the whole
     epoch, too small to drop) gets the smoothed one-hot targets instead."""
-    dataset = _colours(7, seed=0)
+    dataset = colour_tensors(7, seed=0)
     loader = make_loader(dataset, BATCH, CPU, seed=0, train=True, num_workers=0)
     config = _config(1, loss=LossSpec(label_smoothing=0.1),
                      mix=MixSpec(mixup_alpha=1.0, cutmix_alpha=1.0))
@@ -332,7 +318,7 @@ def test_distillation_mixes_the_losses(same_teacher):
     if not same_teacher:
         with torch.no_grad():
             teacher.fc.weight.mul_(-3)
-    images, labels = _colours(BATCH, seed=0).tensors
+    images, labels = colour_tensors(BATCH, seed=0).tensors
     with torch.no_grad():
         logits, teacher_logits = student(images), teacher(images)
         ce = F.cross_entropy(logits, labels)

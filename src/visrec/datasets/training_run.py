@@ -8,6 +8,8 @@ contents, and Kedro never saves to them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kedro.io import DatasetError
 
 from visrec.core.checkpoint import CheckpointStore
@@ -15,7 +17,16 @@ from visrec.core.live import LiveLog
 from visrec.datasets.folder import FolderDataset
 
 
-class CheckpointDataset(FolderDataset[CheckpointStore, None]):
+class _WrittenByTraining(FolderDataset[Any, None]):
+    """A folder training writes as it runs: an input of the node, never an output."""
+
+    def save(self, data: None) -> None:
+        """Refused: training writes through the loaded handle."""
+        raise DatasetError(f"'{self._path}' is written by training as it runs; "
+                           "it is an input of the node, not an output")
+
+
+class CheckpointDataset(_WrittenByTraining):
     """The checkpoint folder of training (``resume: auto`` continues from it).
 
     Example catalog entry::
@@ -29,13 +40,8 @@ class CheckpointDataset(FolderDataset[CheckpointStore, None]):
         """A handle on the folder (which may not exist yet)."""
         return CheckpointStore(self._path)
 
-    def save(self, data: None) -> None:
-        """Refused: training writes its checkpoints through the loaded handle."""
-        raise DatasetError(f"'{self._path}' is written by training as it runs; "
-                           "it is an input of the node, not an output")
 
-
-class LiveDataset(FolderDataset[LiveLog, None]):
+class LiveDataset(_WrittenByTraining):
     """The dvclive folder of training's per-epoch metrics.
 
     Example catalog entry::
@@ -48,8 +54,3 @@ class LiveDataset(FolderDataset[LiveLog, None]):
     def load(self) -> LiveLog:
         """A logger writing into the folder."""
         return LiveLog(self._path)
-
-    def save(self, data: None) -> None:
-        """Refused: training logs through the loaded handle."""
-        raise DatasetError(f"'{self._path}' is written by training as it runs; "
-                           "it is an input of the node, not an output")
