@@ -12,11 +12,13 @@ model and optimizer train for the same epochs, fed three ways:
 
     .venv/bin/python benchmarks/train_throughput.py [--images 10000] [--epochs 2]
         [--model resnet10t] [--batch 128] [--size 32] [--timm-workers N]
-        [--device cpu|cuda] [--precision fp32|bf16|fp16] [--channels-last] [--out F.json]
+        [--device cpu|cuda] [--precision fp32|bf16|fp16] [--channels-last auto|true|false]
+        [--repeats 3] [--out F.json]
 
-Prints images/s of each and the ratios a/c (goal >= 0.90) and a/b (goal >= 1.5).
-On a GPU: `--device cuda --model resnet50 --size 224 --side 256 --precision bf16
---channels-last`.
+Prints the median images/s of each over `--repeats` interleaved rounds and the ratios
+a/c (goal >= 0.90) and a/b (goal >= 1.5).
+All three use the same recipe (SGD, cosine, `channels_last` as training's default). On
+a GPU: `--device cuda --model resnet50 --size 224 --side 256 --precision bf16`.
 """
 
 from __future__ import annotations
@@ -72,14 +74,18 @@ def ingest(project: Path, folder: Path, size: int) -> None:
 def _config(args: argparse.Namespace):
     from visrec.core.engine import FitConfig  # noqa: PLC0415
     from visrec.core.recipe import OptimizerSpec, ScheduleSpec  # noqa: PLC0415
+    from visrec.pipelines.training.nodes import resolve_channels_last  # noqa: PLC0415
 
+    layout = {"true": True, "false": False}.get(args.channels_last, "auto")
     return FitConfig(epochs=args.epochs, optimizer=OptimizerSpec(lr=0.1 * args.batch / 256),
                      schedule=ScheduleSpec(name="cosine", warmup_epochs=0),
-                     precision=args.precision, channels_last=args.channels_last, seed=0)
+                     precision=args.precision, channels_last=resolve_channels_last(layout),
+                     seed=0)
 
 
-def timed_fit(loader, args: argparse.Namespace) -> dict[str, float]:
-    """A fresh model trained on ``loader``; images/s over all epochs, and the data wait."""
+def timed_fit(feed: tuple, args: argparse.Namespace) -> dict[str, float]:
+    """A fresh model trained on ``feed`` (a loader and the per-batch transform on the device,
+    or None); images/s over all epochs, and the share of time spent waiting for data."""
     import torch  # noqa: PLC0415
 
     from visrec.core.engine import fit, seed_everything  # noqa: PLC0415
@@ -87,7 +93,9 @@ def timed_fit(loader, args: argparse.Namespace) -> dict[str, float]:
 
     seed_everything(0)
     model = create_classifier(args.model, CLASSES)
-    history = fit(model, loader, None, _config(args), torch.device(args.device)).history
+    loader, batch_transform = feed
+    history = fit(model, loader, None, _config(args), torch.device(args.device),
+                  batch_transform=batch_transform).history
     images = float((history["images_per_s"] * history["seconds"]).sum())
     return {"images_per_s": images / float(history["seconds"].sum()),
             "data_wait": float((history["data_wait"] * history["seconds"]).sum()
@@ -96,7 +104,8 @@ def timed_fit(loader, args: argparse.Namespace) -> dict[str, float]:
 
 
 def visrec_loader(project: Path, folder: Path, args: argparse.Namespace):
-    """(a) The loader `training` builds: packed cache, flip_crop, automatic workers."""
+    """(a) What `training` builds: packed cache, flip_crop in two halves (per image in the
+    loader, per batch on the device), automatic workers."""
     import pandas as pd  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
@@ -110,9 +119,10 @@ def visrec_loader(project: Path, folder: Path, args: argparse.Namespace):
     inputs = resolve_input_config(create_classifier(args.model, CLASSES), args.size)
     transform = build_train_transform(make_spec("flip_crop", True, (0.35, 1.0), 2, 9),
                                       args.size, inputs["mean"], inputs["std"],
-                                      inputs["interpolation"])
-    dataset = manifest_dataset(rows[rows["split"] == "train"], cache, folder, transform)
-    return make_loader(dataset, args.batch, torch.device(args.device), seed=0, train=True)
+                                      inputs["interpolation"], cache.settings.resolution)
+    dataset = manifest_dataset(rows[rows["split"] == "train"], cache, folder, transform.sample)
+    return (make_loader(dataset, args.batch, torch.device(args.device), seed=0, train=True),
+            transform.batch)
 
 
 def timm_loader(folder: Path, args: argparse.Namespace):
@@ -127,7 +137,7 @@ def timm_loader(folder: Path, args: argparse.Namespace):
                          is_training=True, use_prefetcher=False,
                          num_workers=args.timm_workers, mean=config["mean"],
                          std=config["std"], interpolation=config["interpolation"],
-                         pin_memory=args.device == "cuda", persistent_workers=False)
+                         pin_memory=args.device == "cuda", persistent_workers=False), None
 
 
 def tensor_loader(args: argparse.Namespace):
@@ -140,7 +150,7 @@ def tensor_loader(args: argparse.Namespace):
     labels = torch.randint(0, CLASSES, (args.images,), generator=generator)
     return DataLoader(TensorDataset(images, labels), batch_size=args.batch, shuffle=True,
                       drop_last=True, generator=generator,
-                      pin_memory=args.device == "cuda")
+                      pin_memory=args.device == "cuda"), None
 
 
 def main() -> None:
@@ -156,8 +166,11 @@ def main() -> None:
                         help="timm loader processes (default: one per core)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--channels-last", default="auto", choices=["auto", "true", "false"],
+                        help="NHWC layout for all three feeds (auto: training's default)")
     parser.add_argument("--order", default="cab", help="order of the feeds, e.g. abc")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of the three feeds; medians are reported (noisy machine)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -174,15 +187,20 @@ def main() -> None:
                     time.perf_counter() - start)
         feeds = {"a": lambda: visrec_loader(project, folder, args),
                  "b": lambda: timm_loader(folder, args), "c": lambda: tensor_loader(args)}
-        results = {}
-        for key in args.order:
-            results[key] = timed_fit(feeds[key](), args)
-            logger.info("(%s) %s", key, results[key])
+        rounds: dict[str, list[dict]] = {key: [] for key in "abc"}
+        for _ in range(args.repeats):  # interleaved, so that a slow spell hits every feed
+            for key in args.order:
+                rounds[key].append(timed_fit(feeds[key](), args))
+                logger.info("(%s) %s", key, rounds[key][-1])
+    results = {key: {"images_per_s": float(np.median([r["images_per_s"] for r in runs])),
+                     "data_wait": float(np.median([r["data_wait"] for r in runs])),
+                     "rounds": runs} for key, runs in rounds.items()}
     a, b, c = (results[k]["images_per_s"] for k in "abc")
     figures = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
                **{k: results[k] for k in "abc"}, "a_over_c": a / c, "a_over_b": a / b}
-    logger.info("\n%s, %s %dpx, batch %d, %d epochs, %s on %s\n", machine(), args.model,
-                args.size, args.batch, args.epochs, args.precision, args.device)
+    logger.info("\n%s, %s %dpx, batch %d, %d epochs, %s on %s, median of %d rounds\n",
+                machine(), args.model, args.size, args.batch, args.epochs, args.precision,
+                args.device, args.repeats)
     logger.info("| feed | images/s | data wait |\n| --- | --- | --- |")
     names = {"a": "(a) visrec: packed cache, flip_crop", "b": "(b) timm create_loader, PNG "
              f"files, {args.timm_workers} workers", "c": "(c) tensors in memory"}

@@ -414,7 +414,8 @@ class TrainingParams(Params):
     distillation: DistillationParams = DistillationParams()
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU")
-    channels_last: Literal["auto", True, False] = Field("auto", description="auto: on CUDA")
+    channels_last: Literal["auto", True, False] = Field(
+        "auto", description="NHWC memory layout; auto: on (faster convolutions on GPU and CPU)")
     compile: bool = Field(False, description="torch.compile the model")
     grad_clip: float | None = Field(None, gt=0.0, description="max gradient norm; null: off")
     ema: EmaParams = EmaParams()

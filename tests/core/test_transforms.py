@@ -9,6 +9,7 @@ from PIL import Image
 
 from visrec.core.transforms import (
     POLICIES,
+    BatchAugment,
     build_eval_transform,
     build_train_transform,
     make_spec,
@@ -88,18 +89,17 @@ def test_eval_transform_resizes_shorter_side_then_centre_crops():
 
 
 def test_hflip_false_never_mirrors(asymmetric_image):
-    expected = build_eval_transform(SIZE)(asymmetric_image)
-    mirrored = torch.flip(expected, dims=[-1])
-    assert not torch.equal(expected, mirrored)
-    no_flip = build_train_transform(_spec("flip_crop", hflip=False, scale=(1.0, 1.0)), SIZE)
-    flip = build_train_transform(_spec("flip_crop", hflip=True, scale=(1.0, 1.0)), SIZE)
+    # Red rises from left to right in the image: a crop keeps that unless it is mirrored.
+    no_flip = build_train_transform(_spec("flip_crop", hflip=False, scale=(0.5, 1.0)), SIZE)
+    flip = build_train_transform(_spec("flip_crop", hflip=True, scale=(0.5, 1.0)), SIZE)
     flipped = 0
     for seed in range(20):
-        # A full-area crop of a square image is the whole image: only a flip can change it.
-        assert torch.equal(_run(no_flip, asymmetric_image, seed), expected), seed
-        out = _run(flip, asymmetric_image, seed)
-        assert torch.equal(out, expected) or torch.equal(out, mirrored), seed
-        flipped += torch.equal(out, mirrored)
+        red = _run(no_flip, asymmetric_image, seed)[0]
+        assert red[:, : SIZE // 2].mean() < red[:, SIZE // 2:].mean(), seed
+        out = _run(flip, asymmetric_image, seed)  # same seed: same crop, then maybe a flip
+        unflipped = _run(no_flip, asymmetric_image, seed)
+        assert torch.equal(out, unflipped) or torch.equal(out, unflipped.flip(-1)), seed
+        flipped += torch.equal(out, unflipped.flip(-1))
     assert 3 <= flipped <= 17  # the flip does happen, about half the time
 
 
@@ -119,3 +119,39 @@ def test_eval_normalisation(asymmetric_image):
     normalised = build_eval_transform(SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))(
         asymmetric_image)
     torch.testing.assert_close(normalised, plain * 2 - 1)
+
+
+def test_batch_crops_follow_the_scale_and_stay_inside_the_image():
+    augment = BatchAugment(32, crop=True, scale=(0.25, 0.5))
+    torch.manual_seed(0)
+    boxes = augment._boxes(2000, 37, 37)
+    width, height = boxes[:, 3] - boxes[:, 1], boxes[:, 4] - boxes[:, 2]
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 37 + 1e-4).all()
+    assert (boxes[:, 2] >= 0).all() and (boxes[:, 4] <= 37 + 1e-4).all()
+    share = width * height / 37**2
+    assert share.min() >= 0.25 - 1e-4 and share.max() <= 0.5 + 1e-4
+    aspect = width / height
+    assert aspect.min() >= 3 / 4 - 1e-4 and aspect.max() <= 4 / 3 + 1e-4
+    assert torch.equal(boxes[:, 0], torch.arange(2000, dtype=torch.float32))
+
+
+def test_batch_crop_of_the_whole_image_is_a_resize():
+    # A box covering the image, resampled to the same side, returns the image itself.
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    augment = BatchAugment(16, crop=True, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    out = augment(images)
+    torch.testing.assert_close(out, images.float() / 255, atol=1e-6, rtol=0)
+
+
+def test_two_halves_give_float_batches_repeatable_under_a_seed():
+    transform = build_train_transform(_spec("flip_crop", hflip=True, scale=(0.3, 1.0)), 24,
+                                      mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+    images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (30, 40, 3),
+                                                                   dtype=np.uint8))
+              for i in range(5)]
+    torch.manual_seed(3)
+    batch = transform.batch(torch.stack([transform.sample(image) for image in images]))
+    assert batch.shape == (5, 3, 24, 24) and batch.dtype == torch.float32
+    torch.manual_seed(3)
+    again = transform.batch(torch.stack([transform.sample(image) for image in images]))
+    assert torch.equal(batch, again)

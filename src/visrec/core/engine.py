@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -145,6 +145,8 @@ class StepOptions:
         ema: A timm ``ModelEmaV3`` updated after every step, or None.
         channels_last: Convert batches to NHWC.
         num_classes: Classes, for soft targets.
+        batch_transform: The per-batch half of the training transform (crop, flip,
+            normalise), applied on the device, or None when the loader's images are ready.
     """
 
     schedule: LrSchedule | None = None
@@ -157,6 +159,7 @@ class StepOptions:
     ema: Any = None
     channels_last: bool = False
     num_classes: int = 0
+    batch_transform: nn.Module | None = None
 
 
 @dataclass
@@ -282,6 +285,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
     for step, (batch_images, batch_targets) in enumerate(bar):
         waited += time.perf_counter() - ready
         images = batch_images.to(device, non_blocking=True)
+        if options.batch_transform is not None:
+            images = options.batch_transform(images)
         if options.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         loss, logits, labels = _forward_loss(model, images,
@@ -516,11 +521,20 @@ def _validate(run: _Run, val_loader: DataLoader | None, device: torch.device) ->
     return row
 
 
+def _inputs(loader: DataLoader, transform: nn.Module | None,
+            device: torch.device) -> Iterator[torch.Tensor]:
+    """The training images of ``loader`` as the model sees them (for ``update_bn``)."""
+    for batch, _ in loader:
+        images = batch.to(device, non_blocking=True)
+        yield images if transform is None else transform(images)
+
+
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None,
         config: FitConfig, device: torch.device, *, teacher: nn.Module | None = None,
         checkpoints: CheckpointStore | None = None, fingerprint: str = "",
         on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
-        distributed: bool = False, main: bool = True) -> FitResult:
+        distributed: bool = False, main: bool = True,
+        batch_transform: nn.Module | None = None) -> FitResult:
     """Train ``model`` with the recipe of ``config``; continue from a checkpoint when one fits.
 
     Args:
@@ -535,6 +549,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         on_epoch: Called by the main process with the history after every epoch (logging).
         distributed: Wrap the model in DDP (a process group is initialised).
         main: This process evaluates, averages, logs and writes checkpoints.
+        batch_transform: The per-batch half of the training transform, on the device.
 
     Returns:
         The final weights and, when on, the SWA weights (BatchNorm statistics recomputed on
@@ -548,6 +563,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         logger.info("resuming after epoch %d of %d from %s", run.epoch, config.epochs,
                     checkpoints.path)
     options = _step_options(run, config, device, teacher)
+    if batch_transform is not None:
+        options.batch_transform = batch_transform.to(device)
     for epoch in range(run.epoch, config.epochs):
         seed_epoch(config.seed, epoch, train_loader)
         row = _train_epoch(run, config, train_loader, device, epoch, options)
@@ -565,7 +582,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     weights = {"final": run.model}
     if run.swa_model is not None:
         seed_epoch(config.seed, config.epochs, train_loader)
-        update_bn(train_loader, run.swa_model, device=device)
+        update_bn(_inputs(train_loader, options.batch_transform, device), run.swa_model,
+                  device=device)
         weights["swa"] = run.swa_model.module
     if run.ema is not None:
         weights["ema"] = run.ema.module
@@ -573,8 +591,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
 
 
 def retrain_classifier(model: nn.Module, loader: DataLoader, val_loader: DataLoader | None,
-                       config: FitConfig, device: torch.device,
-                       phase: str = "crt") -> pd.DataFrame:
+                       config: FitConfig, device: torch.device, phase: str = "crt",
+                       batch_transform: nn.Module | None = None) -> pd.DataFrame:
     """Classifier re-training (Kang et al. 2020): a new last layer on a frozen backbone.
 
     The backbone keeps its weights and BatchNorm statistics; the classifier is
@@ -588,6 +606,7 @@ def retrain_classifier(model: nn.Module, loader: DataLoader, val_loader: DataLoa
         config: The recipe of the re-training.
         device: Where to train.
         phase: Name of the phase in the history.
+        batch_transform: The per-batch half of the training transform, on the device.
 
     Returns:
         One history row per epoch; ``model`` is changed in place.
@@ -598,7 +617,9 @@ def retrain_classifier(model: nn.Module, loader: DataLoader, val_loader: DataLoa
     schedule_spec = replace(config.schedule, warmup_epochs=0)
     optimizer = make_optimizer(model.get_classifier(), config.optimizer)
     options = StepOptions(schedule=make_schedule(optimizer, schedule_spec, config.optimizer.lr,
-                                                 config.epochs, len(loader)))
+                                                 config.epochs, len(loader)),
+                          batch_transform=None if batch_transform is None
+                          else batch_transform.to(device))
     history = []
     try:
         for epoch in range(config.epochs):

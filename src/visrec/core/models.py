@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from visrec.core.transforms import CROP_FRACTION
+
 logger = logging.getLogger(__name__)
 
 
@@ -18,7 +20,6 @@ class WeightsError(ValueError):
     """A weights file is missing or does not fit the architecture."""
 
 
-CROP_FRACTION = 0.875  # timm's default crop_pct: evaluation crops 224 out of 256
 
 
 def default_input_size(architecture: str) -> int:

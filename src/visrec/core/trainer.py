@@ -33,7 +33,11 @@ from visrec.core.engine import FitConfig, fit, seed_everything
 from visrec.core.live import LiveLog
 from visrec.core.models import create_classifier, load_teacher
 from visrec.core.samplers import ShardedSampler, make_sampler
-from visrec.core.transforms import build_eval_transform, build_train_transform
+from visrec.core.transforms import (
+    TrainTransform,
+    build_eval_transform,
+    build_train_transform,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +119,15 @@ def _device(job: TrainingJob, context: DistContext) -> torch.device:
     return torch.device("cpu")
 
 
+def train_transform(data: DataSpec) -> TrainTransform:
+    """The training transform of ``data``: images brought to the packed cache's side."""
+    inputs = data.inputs
+    cached = data.cache is not None and data.cache.enabled
+    return build_train_transform(data.augmentation, inputs["image_size"], inputs["mean"],
+                                 inputs["std"], inputs["interpolation"],
+                                 resolution=data.cache.settings.resolution if cached else None)
+
+
 def _loaders(data: DataSpec, context: DistContext, device: torch.device,
              seed: int) -> tuple[DataLoader, DataLoader | None]:
     inputs = data.inputs
@@ -122,8 +135,7 @@ def _loaders(data: DataSpec, context: DistContext, device: torch.device,
                              inputs["interpolation"])
     channels = int(inputs.get("in_chans", 3))
     train_set = manifest_dataset(data.train, data.cache, data.root,
-                                 build_train_transform(data.augmentation, size, mean, std, mode),
-                                 channels)
+                                 train_transform(data).sample, channels)
     sampler = make_sampler(data.sampler, data.train["class_index"].to_numpy(), seed)
     if context.distributed:
         sampler = ShardedSampler(sampler, len(train_set), context.rank, context.world_size,
@@ -171,8 +183,8 @@ def run_job(job: TrainingJob) -> dict[str, Any] | None:
         result = fit(model, train_loader, val_loader, job.config, device, teacher=teacher,
                      checkpoints=job.checkpoints if context.main else None,
                      fingerprint=job.fingerprint, distributed=context.distributed,
-                     main=context.main,
-                     on_epoch=job.live)
+                     main=context.main, on_epoch=job.live,
+                     batch_transform=train_transform(job.data).batch)
     if not context.main:
         return None
     weights = {name: {key: tensor.detach().cpu().clone()

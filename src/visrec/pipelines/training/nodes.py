@@ -35,8 +35,8 @@ from visrec.core.plots import learning_curve_figure
 from visrec.core.provenance import git_commit
 from visrec.core.recipe import OptimizerSpec, ScheduleSpec
 from visrec.core.samplers import make_sampler
-from visrec.core.trainer import DataSpec, ModelSpec, TrainingJob, train
-from visrec.core.transforms import build_eval_transform, build_train_transform
+from visrec.core.trainer import DataSpec, ModelSpec, TrainingJob, train, train_transform
+from visrec.core.transforms import build_eval_transform
 from visrec.params import TrainingParams
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,12 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         logger.warning("training.precision = 'fp16' needs CUDA (its gradient scaler); "
                        "training on the CPU in fp32 (bf16 is the CPU's mixed precision)")
     return "fp32" if requested in ("auto", "fp16") else requested
+
+
+def resolve_channels_last(requested: str | bool) -> bool:
+    """``auto``: NHWC on every device: cuDNN's and oneDNN's convolutions are faster with it
+    (timm resnet10t on a 2-core CPU: 865 -> 1,021 training images/s)."""
+    return True if requested == "auto" else bool(requested)
 
 
 def fit_config(params: TrainingParams, balance_plan: dict, seed: int = 0,
@@ -88,8 +94,7 @@ def fit_config(params: TrainingParams, balance_plan: dict, seed: int = 0,
         distill=DistillSpec(temperature=params.distillation.temperature,
                             weight=params.distillation.weight),
         precision=resolve_precision(params.precision, device),
-        channels_last=device.type == "cuda" if params.channels_last == "auto"
-        else bool(params.channels_last),
+        channels_last=resolve_channels_last(params.channels_last),
         compile=params.compile, grad_clip=params.grad_clip,
         freeze_epochs=params.freeze_backbone_epochs, seed=seed)
 
@@ -128,16 +133,15 @@ def _retrain_classifiers(weight_sets: dict[str, nn.Module], data: DataSpec,
     crt = crt_config(params, balance_plan, seed)
     if crt is None:
         return {}
-    inputs = data.inputs
-    train_set = manifest_dataset(data.train, data.cache, data.root, build_train_transform(
-        data.augmentation, inputs["image_size"], inputs["mean"], inputs["std"],
-        inputs["interpolation"]), inputs["in_chans"])
+    transform = train_transform(data)
+    train_set = manifest_dataset(data.train, data.cache, data.root, transform.sample,
+                                 data.inputs["in_chans"])
     loader = make_loader(train_set, params.batch_size, device, seed, train=True,
                          num_workers=params.num_workers,
                          sampler=make_sampler(balance_plan["crt"]["sampler"],
                                               data.train["class_index"].to_numpy(), seed))
     return {name: retrain_classifier(weights, loader, val_loader, crt, device,
-                                     phase=f"crt_{name}")
+                                     phase=f"crt_{name}", batch_transform=transform.batch)
             for name, weights in weight_sets.items()}
 
 
