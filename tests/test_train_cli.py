@@ -4,6 +4,7 @@ CPU processes (torch elastic launch, gloo) train as well as one."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 from tests.cli import copy_project, kedro, kedro_process
 
 pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
 
 TIMING = ["seconds", "images_per_s", "data_wait"]
 CHECKPOINT = "data/06_models/checkpoints/last.pt"
@@ -96,6 +98,7 @@ def test_two_cpu_processes_train_the_demo_as_well_as_one(prepared):
         metrics = json.loads((prepared / "data/08_reporting/metrics.json").read_text())
         scores[devices] = {name: values["balanced_accuracy"]
                            for name, values in metrics.items()}
+    logger.info("test balanced accuracy by training.devices: %s", scores)
     for name in ("final", "swa", "ema"):
         assert abs(scores[2][name] - scores[1][name]) <= 0.03, scores
     assert scores[1]["swa"] > 0.9, scores
