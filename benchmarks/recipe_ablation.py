@@ -83,7 +83,13 @@ def main() -> None:
                         choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=None,
                         help="append every run to this file as a JSON line")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="only print the table of the runs in this JSON-lines file")
     args = parser.parse_args()
+    if args.report is not None:
+        rows = [json.loads(line) for line in args.report.read_text().splitlines() if line]
+        sys.stdout.write("\n".join(report(pd.DataFrame(rows), args.epochs)) + "\n")
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,8 +109,15 @@ def main() -> None:
                 if args.out is not None:  # one JSON line per run, written as it ends
                     with args.out.open("a") as out:
                         out.write(json.dumps(rows[-1]) + "\n")
-    runs = pd.DataFrame(rows)
-    lines = [f"demo digits, {args.epochs} epochs, {len(args.seeds)} seeds, "
+    # The table is the program's output, not a log record: Kedro's log handler wraps lines.
+    sys.stdout.write("\n".join(report(pd.DataFrame(rows), args.epochs)) + "\n")
+
+
+def report(runs: pd.DataFrame, epochs: int) -> list[str]:
+    """The table of ``runs`` and the two checks: full beats plain, SWA not below final."""
+    order = {name: index for index, name in enumerate(VARIANTS)}
+    runs = runs.sort_values("variant", key=lambda v: v.map(order), kind="stable")
+    lines = [f"demo digits, {epochs} epochs, {runs['seed'].nunique()} seeds, "
              f"{runs['seconds'].mean():.0f} s per run on {machine()}", "", *markdown(runs)]
     means = runs.groupby("variant").mean(numeric_only=True)
     if {"full", "plain"} <= set(means.index):
@@ -114,8 +127,7 @@ def main() -> None:
         swa_gain = full["swa_balanced"] - full["final_balanced"]
         lines += ["", f"balanced accuracy, full (SWA) - plain: {gain:+.1f} points; full (final) "
                   f"- plain: {final_gain:+.1f}; full SWA - full final: {swa_gain:+.1f}"]
-    # The table is the program's output, not a log record: Kedro's log handler wraps lines.
-    sys.stdout.write("\n".join(lines) + "\n")
+    return lines
 
 
 if __name__ == "__main__":

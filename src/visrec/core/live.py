@@ -13,12 +13,13 @@ SKIPPED = ("epoch", "phase")
 
 
 class LiveLog:
-    """Writes a training history to a dvclive folder after every epoch.
+    """Writes a training history to a dvclive folder, one step per epoch.
 
-    Each call rewrites the whole history, so a resumed run leaves the same files as an
-    unbroken one. dvclive is told not to touch ``dvc.yaml`` (``dvcyaml=False``; the stage
-    declares the folder) and not to make a DVC experiment of every ``kedro run``
-    (``save_dvc_exp=False``).
+    The first call starts the folder afresh and writes every epoch it is given (a resumed
+    run's earlier epochs included), so a resumed run leaves the same files as an unbroken
+    one; later calls add only the new epochs. dvclive is told not to touch ``dvc.yaml``
+    (``dvcyaml=False``; the stage declares the folder) and not to make a DVC experiment of
+    every ``kedro run`` (``save_dvc_exp=False``).
 
     Args:
         folder: The dvclive folder (``metrics.json`` and ``plots/metrics/*.tsv``).
@@ -26,16 +27,24 @@ class LiveLog:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self._live: Any = None
+        self._written = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a training process) without the open dvclive run."""
+        return {"folder": self.folder, "_live": None, "_written": 0}
 
     def __call__(self, history: list[dict[str, Any]]) -> None:
-        """Write ``history`` (one dict per epoch, numbers logged by name)."""
-        from dvclive import Live  # noqa: PLC0415 - dvclive imports DVC: seconds
+        """Write the epochs of ``history`` (one dict each) not written yet."""
+        if self._live is None:
+            from dvclive import Live  # noqa: PLC0415 - dvclive imports DVC: seconds
 
-        with Live(dir=str(self.folder), resume=False, save_dvc_exp=False, dvcyaml=False,
-                  report=None) as live:
-            for row in history:
-                for name, value in row.items():
-                    if (name not in SKIPPED and isinstance(value, int | float)
-                            and math.isfinite(value)):
-                        live.log_metric(name, float(value))
-                live.next_step()
+            self._live = Live(dir=str(self.folder), resume=False, save_dvc_exp=False,
+                              dvcyaml=False, report=None)
+        for row in history[self._written:]:
+            for name, value in row.items():
+                if name not in SKIPPED and isinstance(value, int | float) and math.isfinite(
+                        value):
+                    self._live.log_metric(name, float(value))
+            self._live.next_step()
+        self._written = len(history)
