@@ -128,27 +128,29 @@ def train_transform(data: DataSpec) -> TrainTransform:
                                  resolution=data.cache.settings.resolution if cached else None)
 
 
-def _loaders(data: DataSpec, context: DistContext, device: torch.device,
-             seed: int) -> tuple[DataLoader, DataLoader | None]:
+def make_val_loader(data: DataSpec, batch_size: int, device: torch.device,
+               seed: int) -> DataLoader | None:
+    """Validation batches of ``data`` with the evaluation transform, or None without val."""
+    if data.val.empty:
+        return None
     inputs = data.inputs
-    size, mean, std, mode = (inputs["image_size"], inputs["mean"], inputs["std"],
-                             inputs["interpolation"])
-    channels = int(inputs.get("in_chans", 3))
-    train_set = manifest_dataset(data.train, data.cache, data.root,
-                                 train_transform(data).sample, channels)
+    val_set = manifest_dataset(data.val, data.cache, data.root, build_eval_transform(
+        inputs["image_size"], inputs["mean"], inputs["std"], inputs["interpolation"]),
+        int(inputs.get("in_chans", 3)))
+    return make_loader(val_set, batch_size, device, seed, train=False,
+                       num_workers=data.num_workers)
+
+
+def _train_loader(data: DataSpec, transform: TrainTransform, context: DistContext,
+                  device: torch.device, seed: int) -> DataLoader:
+    train_set = manifest_dataset(data.train, data.cache, data.root, transform.sample,
+                                 int(data.inputs.get("in_chans", 3)))
     sampler = make_sampler(data.sampler, data.train["class_index"].to_numpy(), seed)
     if context.distributed:
         sampler = ShardedSampler(sampler, len(train_set), context.rank, context.world_size,
                                  seed)
-    batch = data.batch_size // context.world_size
-    train = make_loader(train_set, batch, device, seed, train=True, sampler=sampler,
-                        num_workers=data.num_workers)
-    if data.val.empty or not context.main:
-        return train, None
-    val_set = manifest_dataset(data.val, data.cache, data.root,
-                               build_eval_transform(size, mean, std, mode), channels)
-    return train, make_loader(val_set, batch, device, seed, train=False,
-                              num_workers=data.num_workers)
+    return make_loader(train_set, data.batch_size // context.world_size, device, seed,
+                       train=True, sampler=sampler, num_workers=data.num_workers)
 
 
 def _student(spec: ModelSpec, context: DistContext, sync_bn: bool,
@@ -176,15 +178,18 @@ def run_job(job: TrainingJob) -> dict[str, Any] | None:
     with process_group(context, job.backend):
         seed_everything(job.config.seed)
         model = _student(job.model, context, job.sync_bn, device)
-        train_loader, val_loader = _loaders(job.data, context, device, job.config.seed)
+        transform = train_transform(job.data)
+        train_loader = _train_loader(job.data, transform, context, device, job.config.seed)
+        val = None if not context.main else make_val_loader(
+            job.data, job.data.batch_size // context.world_size, device, job.config.seed)
         teacher = None if job.model.teacher_path is None else load_teacher(
             job.model.teacher_path, job.model.teacher_architecture, len(job.model.classes),
             job.model.channels)
-        result = fit(model, train_loader, val_loader, job.config, device, teacher=teacher,
+        result = fit(model, train_loader, val, job.config, device, teacher=teacher,
                      checkpoints=job.checkpoints if context.main else None,
                      fingerprint=job.fingerprint, distributed=context.distributed,
                      main=context.main, on_epoch=job.live,
-                     batch_transform=train_transform(job.data).batch)
+                     batch_transform=transform.batch)
     if not context.main:
         return None
     weights = {name: {key: tensor.detach().cpu().clone()

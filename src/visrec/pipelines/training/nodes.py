@@ -35,8 +35,14 @@ from visrec.core.plots import learning_curve_figure
 from visrec.core.provenance import git_commit
 from visrec.core.recipe import OptimizerSpec, ScheduleSpec
 from visrec.core.samplers import make_sampler
-from visrec.core.trainer import DataSpec, ModelSpec, TrainingJob, train, train_transform
-from visrec.core.transforms import build_eval_transform
+from visrec.core.trainer import (
+    DataSpec,
+    ModelSpec,
+    TrainingJob,
+    make_val_loader,
+    train,
+    train_transform,
+)
 from visrec.params import TrainingParams
 
 logger = logging.getLogger(__name__)
@@ -145,17 +151,6 @@ def _retrain_classifiers(weight_sets: dict[str, nn.Module], data: DataSpec,
             for name, weights in weight_sets.items()}
 
 
-def _val_loader(data: DataSpec, params: TrainingParams, device: torch.device,
-                seed: int) -> DataLoader | None:
-    if data.val.empty:
-        return None
-    inputs = data.inputs
-    return make_loader(manifest_dataset(data.val, data.cache, data.root, build_eval_transform(
-        inputs["image_size"], inputs["mean"], inputs["std"], inputs["interpolation"]),
-        inputs["in_chans"]), params.batch_size, device, seed, train=False,
-        num_workers=params.num_workers)
-
-
 def _job(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
          balance_plan: dict, augmentation_spec: dict, params: TrainingParams, seed: int,
          device: torch.device, inputs: dict) -> TrainingJob:
@@ -242,7 +237,7 @@ def _finish(weight_sets: dict[str, nn.Module], history: pd.DataFrame, job: Train
             balance_plan: dict, augmentation_spec: dict, params: TrainingParams, seed: int,
             device: torch.device) -> tuple[dict[str, dict], pd.DataFrame, Figure]:
     """Classifier re-training, final validation metrics and the weight artifacts."""
-    val_loader = _val_loader(job.data, params, device, seed)
+    val_loader = make_val_loader(job.data, params.batch_size, device, seed)
     crt_histories = _retrain_classifiers(weight_sets, job.data, val_loader, balance_plan,
                                          params, device, seed)
     val_metrics = {}
