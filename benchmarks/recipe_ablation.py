@@ -49,14 +49,40 @@ WEIGHTS = ("final", "swa", "ema")
 def one_run(project: Path, variant: str, seed: int, epochs: int) -> dict:
     """Training and evaluation of ``variant``; the test metrics of each weight set."""
     training = VARIANTS[variant] | {"epochs": epochs, "resume": "never"}
+    return {"variant": variant} | train_and_score(project, training, seed)
+
+
+def train_and_score(project: Path, training: dict, seed: int) -> dict:
+    """The training and evaluation pipelines with ``training`` overrides, timed.
+
+    Returns:
+        ``seed``, ``seconds``, and each weight set's test top-1 and balanced accuracy (in
+        percent, ``{weights}_top1`` / ``{weights}_balanced``) and its validation balanced
+        accuracy and loss (``val_{weights}_balanced`` / ``val_{weights}_loss``).
+    """
     start = time.perf_counter()
     run_session(project, ["training", "evaluation"], {"seed": seed, "training": training})
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    row = {"variant": variant, "seed": seed, "seconds": time.perf_counter() - start}
+    row = {"seed": seed, "seconds": time.perf_counter() - start}
     for weights, values in metrics.items():
         row |= {f"{weights}_top1": 100 * values["top1"],
                 f"{weights}_balanced": 100 * values["balanced_accuracy"]}
+        config = project / "data/06_models/classifier" / weights / "config.json"
+        val = json.loads(config.read_text())["val_metrics"]
+        row |= {f"val_{weights}_balanced": 100 * val["balanced_accuracy"],
+                f"val_{weights}_loss": val["loss"]}
     return row
+
+
+def prepare_seed(project: Path, seed: int) -> None:
+    """Ingestion, class balance (``none``) and augmentation of the demo for ``seed``.
+
+    The seed carves val from train, so each seed is ingested anew. ``ingestion.root`` is
+    resolved from the working directory: the copy's images are named in full.
+    """
+    run_session(project, ["ingestion", "class_balance", "augmentation"],
+                {"seed": seed, "class_balance": {"strategy": "none"},
+                 "ingestion": {"root": str(project / "data/01_raw/demo")}})
 
 
 def markdown(runs: pd.DataFrame) -> list[str]:
@@ -99,11 +125,7 @@ def main() -> None:
         bootstrap_project(project)
         run_session(project, ["demo_data"], {})
         for seed in args.seeds:
-            # The seed carves val from train: ingest anew for each.
-            # ingestion.root is resolved from the working directory: name the copy's images.
-            run_session(project, ["ingestion", "class_balance", "augmentation"],
-                        {"seed": seed, "class_balance": {"strategy": "none"},
-                         "ingestion": {"root": str(project / "data/01_raw/demo")}})
+            prepare_seed(project, seed)
             for variant in args.variants:
                 rows.append(one_run(project, variant, seed, args.epochs))
                 if args.out is not None:  # one JSON line per run, written as it ends
