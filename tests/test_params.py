@@ -78,7 +78,7 @@ def test_base_training_values():
     assert (training.model, training.epochs, training.batch_size) == ("resnet18", 30, 64)
     assert training.image_size == 32
     assert training.pretrained_path is None
-    assert training.swa == SwaParams(enabled=True, start_fraction=0.75, lr=0.05,
+    assert training.swa == SwaParams(enabled=True, start_fraction=0.75, lr=0.1,
                                      anneal_epochs=1)
 
 
@@ -91,7 +91,7 @@ def test_parameters_of_each_environment_validate(env):
         training = validated["training"]
         assert (training.model, training.epochs, training.batch_size) == ("test_resnet", 3, 32)
         assert training.swa.start_fraction == 0.5
-        assert training.swa.lr == 0.05  # soft merge keeps the base keys of the block
+        assert training.swa.lr == 0.1  # soft merge keeps the base keys of the block
         assert training.image_size == 32
         assert validated["augmentation"].preview_images == 2
         assert validated["augmentation"].hflip is False

@@ -349,7 +349,7 @@ class SwaParams(Params):
     start_fraction: float = Field(0.75, gt=0.0, lt=1.0, description="of epochs before SWA")
     start_epoch: int | None = Field(None, ge=1, description="1-based first SWA epoch; "
                                                             "overrides start_fraction")
-    lr: float = Field(0.05, gt=0.0, description="SWA learning rate per 256 images")
+    lr: float = Field(0.1, gt=0.0, description="SWA learning rate per 256 images")
     schedule: Literal["constant", "cyclic"] = Field(
         "constant", description="constant: SWALR; cyclic: lr to min_lr in each cycle, "
         "averaging at its end")
