@@ -76,7 +76,7 @@ def loader_speed(project: Path, folder: Path, limit: int = 10_000) -> dict[str, 
     rows = pd.read_parquet(project / "data/02_intermediate/manifest.parquet").head(limit)
     cache = read_cache(project / "data/04_feature/image_cache")
     # The loader's half of the training transform; the crop and flip run per batch later.
-    transform = build_train_transform(make_spec("flip_crop", True, (0.35, 1.0), 2, 9),
+    transform = build_train_transform(make_spec("flip_crop", scale=(0.35, 1.0), hflip=True),
                                       SIDE).sample
     speeds = {}
     for name, source in (("cache", cache), ("files", None)):

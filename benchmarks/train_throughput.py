@@ -117,7 +117,7 @@ def visrec_loader(project: Path, folder: Path, args: argparse.Namespace):
     rows = pd.read_parquet(project / "data/02_intermediate/manifest.parquet")
     cache = read_cache(project / "data/04_feature/image_cache")
     inputs = resolve_input_config(create_classifier(args.model, CLASSES), args.size)
-    transform = build_train_transform(make_spec("flip_crop", True, (0.35, 1.0), 2, 9),
+    transform = build_train_transform(make_spec("flip_crop", scale=(0.35, 1.0), hflip=True),
                                       args.size, inputs["mean"], inputs["std"],
                                       inputs["interpolation"], cache.settings.resolution)
     dataset = manifest_dataset(rows[rows["split"] == "train"], cache, folder, transform.sample)

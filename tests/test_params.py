@@ -191,9 +191,10 @@ def test_shot_group_thresholds_must_leave_no_gap():
 
 
 def test_augmentation_policy_lists_accepted_values():
-    message = _error(AugmentationParams, {"policy": "autoaugment"})
-    assert "augmentation.policy = 'autoaugment'" in message
-    for accepted in ("'none'", "'flip_crop'", "'randaugment'"):
+    message = _error(AugmentationParams, {"policy": "autoaug"})
+    assert "augmentation.policy = 'autoaug': unknown component 'autoaug'" in message
+    for accepted in ("'none'", "'flip_crop'", "'autoaugment'", "'randaugment'", "'augmix'",
+                     "'imgaug'", "'mixup'", "'cutmix'"):
         assert accepted in message
 
 

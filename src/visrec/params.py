@@ -245,15 +245,62 @@ class ClassBalanceParams(Params):
         return (self.strategy,) if isinstance(self.strategy, str) else self.strategy
 
 
+SEARCH_SLOTS = 8  # candidate sub-pipelines of the augmentation search (kedro viz shows each)
+
+
+class SearchParams(Params):
+    """Choosing the policy by proxy trainings (``augmentation.search``).
+
+    Each candidate trains ``epochs`` epochs on ``subset`` of the training images with
+    ``model`` (default ``training.model``) and the training recipe without SWA or EMA,
+    and is scored by balanced accuracy on the validation split; the best ``1 / eta`` go on
+    to ``eta`` times the epochs, over ``rungs`` rungs (successive halving).
+    """
+
+    key: ClassVar[str] = "augmentation.search"
+    enabled: bool = Field(False, description="false: use augmentation.policy")
+    candidates: list[str] = Field(default_factory=list, max_length=SEARCH_SLOTS,
+                                  description="policy strings to compare")
+    model: str | None = Field(None, description="proxy architecture; null: training.model")
+    epochs: int = Field(4, ge=1, le=1000, description="epochs of the first rung")
+    eta: int = Field(2, ge=2, le=10, description="keep 1/eta, multiply epochs by eta")
+    rungs: int = Field(3, ge=1, le=6, description="rounds of halving")
+    subset: float = Field(1.0, gt=0.0, le=1.0, description="share of each training class")
+    tie_tolerance: float = Field(0.0, ge=0.0, le=1.0, description="balanced accuracies this "
+                                 "close count as tied; ties go to the cheaper policy")
+
+    @field_validator("model")
+    @classmethod
+    def _known_architecture(cls, value: str | None) -> str | None:
+        return value if value is None else _check_architecture(value)
+
+    @model_validator(mode="after")
+    def _enough_candidates(self) -> SearchParams:
+        if self.enabled and len(self.candidates) < 2:
+            raise ValueError(f"augmentation.search.candidates has {len(self.candidates)} "
+                             "policies: the search needs at least 2 (or set "
+                             "augmentation.search.enabled: false)")
+        return self
+
+
 class AugmentationParams(Params):
-    """Training-time augmentation policy (``augmentation``)."""
+    """Training-time augmentation (``augmentation``): a policy string and its parts.
+
+    ``policy`` is parsed by :mod:`visrec.core.policies`; ``imgaug`` holds named imgaug
+    pipelines (:mod:`visrec.core.imgaug_pipeline`) that a policy uses as
+    ``imgaug(NAME)``. Both are built here, so a bad name, argument or augmenter fails
+    before any node runs, with the parameter's path.
+    """
 
     key: ClassVar[str] = "augmentation"
-    policy: Literal["none", "flip_crop", "randaugment"] = "flip_crop"
-    hflip: bool = Field(True, description="mirror images; turn off for digits, text, ...")
-    scale: tuple[float, float] = Field((0.35, 1.0), description="random-resized-crop area range")
-    randaugment_ops: int = Field(2, ge=1, le=10, description="RandAugment N")
-    randaugment_magnitude: int = Field(9, ge=0, le=30, description="RandAugment M")
+    policy: str = Field("flip_crop", description="policy string, e.g. 'randaugment(n=2, m=9)'")
+    hflip: bool = Field(True, description="flip_crop's default: mirror images; off for "
+                                          "digits, text, ...")
+    scale: tuple[float, float] = Field((0.35, 1.0), description="flip_crop's default "
+                                                                "random-resized-crop area range")
+    imgaug: dict[str, Any] = Field(default_factory=dict,
+                                   description="named imgaug pipelines: lists of augmenters")
+    search: SearchParams = Field(default_factory=SearchParams)
     preview_images: int = Field(8, ge=1, le=64, description="images in the preview grid")
     preview_repeats: int = Field(4, ge=1, le=16, description="augmented copies per image")
 
@@ -264,6 +311,31 @@ class AugmentationParams(Params):
         if not 0.0 < low <= high <= 1.0:
             raise ValueError("need 0 < low <= high <= 1, for example [0.35, 1.0]")
         return value
+
+    @model_validator(mode="after")
+    def _policies_build(self) -> AugmentationParams:
+        from visrec.core.imgaug_pipeline import build_pipeline  # noqa: PLC0415
+        from visrec.core.transforms import make_spec  # noqa: PLC0415
+
+        for name, entries in self.imgaug.items():
+            build_pipeline(entries, f"augmentation.imgaug.{name}")
+        make_spec(self.policy, self.imgaug, scale=self.scale, hflip=self.hflip)
+        seen: dict[str, int] = {}
+        for index, candidate in enumerate(self.search.candidates):
+            path = f"augmentation.search.candidates[{index}]"
+            policy = self.spec(candidate, path)["policy"]
+            if policy in seen:
+                raise ValueError(f"{path} = {candidate!r} is the same policy as "
+                                 f"augmentation.search.candidates[{seen[policy]}]")
+            seen[policy] = index
+        return self
+
+    def spec(self, policy: str | None = None, path: str = "augmentation.policy") -> dict:
+        """The augmentation spec of ``policy`` (default: ``augmentation.policy``)."""
+        from visrec.core.transforms import make_spec  # noqa: PLC0415
+
+        return make_spec(self.policy if policy is None else policy, self.imgaug,
+                         scale=self.scale, hflip=self.hflip, path=path)
 
 
 class ScheduleParams(Params):

@@ -90,8 +90,7 @@ def images(tmp_path_factory) -> ImageData:
 def _transforms():
     # test_resnet normalises with mean = std = 0.5 (its timm data config).
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    spec = make_spec("flip_crop", hflip=True, scale=(0.5, 1.0), randaugment_ops=2,
-                     randaugment_magnitude=9)
+    spec = make_spec("flip_crop", hflip=True, scale=(0.5, 1.0))
     return (build_train_transform(spec, IMAGE_SIZE, mean, std, "bilinear"),
             build_eval_transform(IMAGE_SIZE, mean, std, "bilinear"))
 

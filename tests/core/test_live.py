@@ -5,6 +5,7 @@ import math
 import pickle
 
 import pandas as pd
+import yaml
 
 from visrec.core.live import LiveLog
 
@@ -50,3 +51,13 @@ def test_a_pickled_logger_starts_its_own_run(tmp_path):
     log(_rows(2))
     copy = pickle.loads(pickle.dumps(log))
     assert copy.folder == tmp_path and copy._live is None
+
+
+def test_the_run_parameters_go_to_params_yaml_and_survive_pickling(tmp_path):
+    recorded = {"augmentation": "flip_crop(scale=(0.5, 1)) + randaugment(n=2, m=9)",
+                "epochs": 3, "lr": 0.2}
+    log = pickle.loads(pickle.dumps(LiveLog(tmp_path).with_params(recorded)))
+    log(_rows(1))
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == recorded
+    LiveLog(tmp_path / "plain")(_rows(1))
+    assert not (tmp_path / "plain" / "params.yaml").exists()

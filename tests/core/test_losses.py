@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from visrec.core.losses import (
     FocalLoss,
+    JsdLoss,
     LogitAdjustedLoss,
     LossSpec,
     loss_spec,
@@ -248,3 +249,82 @@ def test_loss_spec_none_parts_give_none():
     assert spec.weights_from_epoch == 0
     # keys may be missing altogether
     assert loss_spec({"log_prior": [-0.1, -2.3]}, None, 0.0, 5) == LossSpec()
+
+
+VIEWS = torch.tensor([[[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]],  # clean
+                      [[1.0, 1.0, 0.0], [-1.0, 0.5, 2.0]],  # view 1
+                      [[3.0, -0.5, 0.5], [0.0, 0.0, 0.0]]])  # view 2
+VIEW_TARGET = torch.tensor([0, 2])
+
+
+def _js_by_hand(views: list[list[list[float]]]) -> float:
+    """``mean_i KL(p_i || M)`` with ``M = mean_i p_i``, averaged over the rows."""
+    total = 0.0
+    for row in range(len(views[0])):
+        probabilities = [_softmax(view[row]) for view in views]
+        mixture = [sum(column) / len(views) for column in zip(*probabilities, strict=True)]
+        total += sum(sum(p * math.log(p / m) for p, m in zip(ps, mixture, strict=True))
+                     for ps in probabilities) / len(views)
+    return total / len(views[0])
+
+
+@pytest.mark.parametrize("base", [nn.CrossEntropyLoss(), FocalLoss(2.0),
+                                  nn.CrossEntropyLoss(weight=torch.tensor(WEIGHTS))],
+                         ids=["ce", "focal", "weighted-ce"])
+def test_jsd_loss_of_identical_views_is_the_base_loss(batch, base):
+    logits, target = batch
+    got = JsdLoss(base)(torch.cat([logits, logits, logits]), target)
+    assert got.item() == pytest.approx(base(logits, target).item(), rel=1e-6, abs=1e-7)
+
+
+def test_jsd_divergence_matches_hand_computation():
+    js = _js_by_hand(VIEWS.tolist())
+    assert js > 0.05  # the views disagree
+    clean = F.cross_entropy(VIEWS[0], VIEW_TARGET).item()
+    for weight in (1.0, 12.0):
+        got = JsdLoss(nn.CrossEntropyLoss(), weight)(VIEWS.flatten(0, 1), VIEW_TARGET)
+        assert got.item() == pytest.approx(clean + weight * js, rel=1e-5)
+
+
+def test_jsd_loss_with_cross_entropy_is_timms_jsd_cross_entropy(batch):
+    from timm.loss import JsdCrossEntropy
+
+    logits, target = batch
+    views = torch.cat([logits, logits.flip(0), logits * 0.5 - 1.0])
+    expected = JsdCrossEntropy(num_splits=3, alpha=12, smoothing=0.0)(views, target)
+    got = JsdLoss(nn.CrossEntropyLoss())(views, target)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_jsd_base_sees_only_the_clean_split():
+    weight = torch.tensor([1.0, 3.0, 0.5])
+    seen = []
+
+    def base(logits, target):
+        seen.append(logits.detach().clone())
+        return F.cross_entropy(logits, target, weight=weight)
+
+    flat = VIEWS.flatten(0, 1)
+    got = JsdLoss(base, weight=2.0)(flat, VIEW_TARGET)
+    assert len(seen) == 1 and torch.equal(seen[0], VIEWS[0])
+    weighted = F.cross_entropy(VIEWS[0], VIEW_TARGET, weight=weight).item()
+    assert got.item() == pytest.approx(weighted + 2.0 * _js_by_hand(VIEWS.tolist()), rel=1e-5)
+    assert weighted != pytest.approx(F.cross_entropy(VIEWS[0], VIEW_TARGET).item(), rel=1e-3)
+    # without the consistency term, the views do not matter
+    other = torch.cat([VIEWS[0], VIEWS[2], VIEWS[1] * 3])
+    loss = JsdLoss(nn.CrossEntropyLoss(weight=weight), weight=0.0)
+    assert loss(other, VIEW_TARGET).item() == pytest.approx(weighted, rel=1e-6)
+
+
+def test_jsd_gradient_reaches_every_view():
+    logits = VIEWS.flatten(0, 1).clone().requires_grad_(True)
+    JsdLoss(nn.CrossEntropyLoss())(logits, VIEW_TARGET).backward()
+    grads = logits.grad.view(3, 2, 3)
+    assert all(grads[view].abs().sum() > 1e-3 for view in range(3))
+    assert torch.isfinite(grads).all()
+    plain = logits.detach().clone().requires_grad_(True)
+    JsdLoss(nn.CrossEntropyLoss(), weight=0.0)(plain, VIEW_TARGET).backward()
+    assert torch.equal(plain.grad.view(3, 2, 3)[1:], torch.zeros(2, 2, 3))
+    base = VIEWS[0].clone().requires_grad_(True)
+    F.cross_entropy(base, VIEW_TARGET).backward()
+    torch.testing.assert_close(plain.grad.view(3, 2, 3)[0], base.grad)

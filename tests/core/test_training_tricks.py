@@ -35,7 +35,7 @@ from visrec.core.engine import (
     fit,
     train_one_epoch,
 )
-from visrec.core.losses import LossSpec, distillation_loss, make_criterion
+from visrec.core.losses import JsdLoss, LossSpec, distillation_loss, make_criterion
 from visrec.core.models import create_classifier
 from visrec.core.recipe import OptimizerSpec, ScheduleSpec
 
@@ -401,3 +401,42 @@ def test_same_seed_same_run_with_every_trick():
             assert torch.equal(first[key], second[key]), (name, key)
     other = fit(_resnet(), _loader(), val, replace(config, seed=4), CPU).history
     assert not other["train_loss"].equals(runs[0].history["train_loss"])
+
+
+# --- AugMix consistency (JSD) -----------------------------------------------------------------
+
+
+def _three_views(images: torch.Tensor) -> torch.Tensor:
+    """Stands in for BatchAugment with views=3: [clean; view 1; view 2] on the batch axis."""
+    return torch.cat([images, images * 0.5, images.flip(-1) * 2.0])
+
+
+def test_jsd_step_scores_the_clean_split_and_adds_the_divergence():
+    model = _tiny(0)
+    images, labels = colour_tensors(BATCH, seed=0).tensors
+    criterion = JsdLoss(nn.CrossEntropyLoss(), weight=12.0)
+    with torch.no_grad():
+        logits = model(_three_views(images))
+        expected = criterion(logits, labels)
+        clean_only = F.cross_entropy(logits[:BATCH], labels)
+        clean_correct = int((logits[:BATCH].argmax(dim=1) == labels).sum())
+    assert float(expected) > float(clean_only) + 1e-4  # the views disagree: a real penalty
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    row = train_one_epoch(model, _loader(BATCH), criterion, optimizer, CPU, 0,
+                          options=StepOptions(batch_transform=_three_views))
+    assert row["train_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert row["train_top1"] == pytest.approx(clean_correct / BATCH)  # N labels, not 3N
+
+
+class _ThreeViews(nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return _three_views(images)
+
+
+def test_fit_wraps_the_loss_for_augmix_views():
+    config = _config(2, jsd_weight=12.0)
+    with_jsd = fit(_tiny(), _loader(), None, config, CPU, batch_transform=_ThreeViews()).history
+    without = fit(_tiny(), _loader(), None, replace(config, jsd_weight=0.0), CPU,
+                  batch_transform=_ThreeViews()).history
+    assert with_jsd["train_loss"].map(math.isfinite).all()
+    assert (with_jsd["train_loss"] - without["train_loss"]).abs().min() > 1e-6

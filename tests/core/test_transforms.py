@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from visrec.core.policies import PolicyError, parse_policy
 from visrec.core.transforms import (
-    POLICIES,
     BatchAugment,
     build_eval_transform,
     build_train_transform,
     make_spec,
+    mix_settings,
+    single_view,
+    spec_components,
+    spec_views,
 )
 
 SIZE = 32
-RANDOM_POLICIES = ("flip_crop", "randaugment")
+RANDOM_POLICIES = ("flip_crop", "randaugment(n=2, m=9)")
+POLICIES = ("none", *RANDOM_POLICIES)
 
 
 def _spec(policy: str, hflip: bool = True, scale: tuple[float, float] = (0.35, 1.0)) -> dict:
-    return make_spec(policy, hflip=hflip, scale=scale, randaugment_ops=2,
-                     randaugment_magnitude=9)
+    return make_spec(policy, hflip=hflip, scale=scale)
 
 
 def _run(transform, image: Image.Image, seed: int) -> torch.Tensor:
@@ -30,16 +36,18 @@ def _run(transform, image: Image.Image, seed: int) -> torch.Tensor:
 
 
 def test_make_spec_records_the_policy():
-    assert make_spec("randaugment", hflip=1, scale=(0.5, 1), randaugment_ops=3,
-                     randaugment_magnitude=7) == {
-        "policy": "randaugment", "hflip": True, "scale": [0.5, 1.0],
-        "randaugment": {"num_ops": 3, "magnitude": 7}}
+    spec = make_spec("randaugment(n=3, m=7)", hflip=1, scale=(0.5, 1))
+    assert spec["components"] == [
+        {"name": "flip_crop", "scale": [0.5, 1.0], "ratio": [0.75, 4 / 3], "hflip": True},
+        {"name": "randaugment", "n": 3, "m": 7}]
+    assert spec["policy"] == ("flip_crop(scale=(0.5, 1), ratio=(0.75, 1.33333), hflip=true) "
+                              "+ randaugment(n=3, m=7)")
 
 
 def test_unknown_policy_is_an_error():
-    with pytest.raises(ValueError, match=r"augmentation\.policy = 'autoaug'") as info:
+    with pytest.raises(PolicyError, match=r"augmentation\.policy = 'autoaug'") as info:
         _spec("autoaug")
-    assert "['none', 'flip_crop', 'randaugment']" in str(info.value)
+    assert "['none', 'flip_crop', 'autoaugment', 'randaugment'" in str(info.value)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -155,3 +163,267 @@ def test_two_halves_give_float_batches_repeatable_under_a_seed():
     torch.manual_seed(3)
     again = transform.batch(torch.stack([transform.sample(image) for image in images]))
     assert torch.equal(batch, again)
+
+
+# AugMix and friends use torch ops: one intra-op thread is faster (see conftest)
+ONE_THREAD = pytest.mark.usefixtures("one_torch_thread")
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+CACHE_SIDE = 37
+IMGAUG = {"light": [{"Affine": {"rotate": [-20, 20]}},
+                    {"AdditiveGaussianNoise": {"scale": [0, 10]}}]}
+IMAGE_STAGE = ("autoaugment(policy=imagenet)", "autoaugment(cifar10)", "autoaugment(policy=svhn)",
+               "randaugment(n=2, m=9)", "trivialaugment", "augmix", "augmix(jsd=true)",
+               "imgaug(light)")
+OTHER_STAGES = ("flip_crop", "erasing(p=1)", "cutout(size=0.25)", "mixup", "cutmix(alpha=0.5)")
+COMPONENT_POLICIES = ("none", *IMAGE_STAGE, *OTHER_STAGES)
+
+
+def _views(policy: str) -> int:
+    return 3 if "jsd=true" in policy else 1
+
+
+def _train(policy: str, mean=None, std=None):
+    return build_train_transform(make_spec(policy, IMGAUG), SIZE, mean, std,
+                                 resolution=CACHE_SIDE)
+
+
+def _seeded(function, argument, seed: int):
+    torch.manual_seed(seed)
+    random.seed(seed)  # timm's RandomErasing draws from Python's generator
+    return function(argument)
+
+
+def _images(count: int, high: int = 256, side: tuple[int, int] = (40, 44)) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(count)
+    return torch.randint(0, high, (count, 3, *side), generator=generator, dtype=torch.uint8)
+
+
+@pytest.fixture(params=["pil", "tensor"])
+def source(request, asymmetric_image):
+    """The 40 x 40 test image as PIL, or as a uint8 C x H x W tensor."""
+    if request.param == "pil":
+        return asymmetric_image
+    return torch.from_numpy(np.array(asymmetric_image)).permute(2, 0, 1).contiguous()
+
+
+@ONE_THREAD
+@pytest.mark.parametrize("policy", COMPONENT_POLICIES)
+def test_component_repeats_under_a_seed(source, policy):
+    transform = _train(policy, MEAN, STD)
+    first, other, again = (_seeded(transform, source, seed) for seed in (7, 8, 7))
+    assert first.dtype == torch.float32
+    assert tuple(first.shape) == (3, SIZE, SIZE)
+    assert torch.equal(first, again)
+    assert torch.equal(first, other) == (policy == "none")
+
+
+@ONE_THREAD
+@pytest.mark.parametrize("policy", COMPONENT_POLICIES)
+def test_sample_half_is_uint8_at_the_cache_side(source, policy):
+    sample = _seeded(_train(policy).sample, source, 0)
+    side = SIZE if policy == "none" else CACHE_SIDE  # none: no crop, the output side
+    assert sample.dtype == torch.uint8
+    assert tuple(sample.shape) == (3 * _views(policy), side, side)
+
+
+@ONE_THREAD
+@pytest.mark.parametrize("policy", IMAGE_STAGE)
+def test_image_stage_components_vary_the_sample_with_the_seed(source, policy):
+    sample, resized = _train(policy).sample, _train("flip_crop").sample(source)
+    outputs = [_seeded(sample, source, seed) for seed in range(6)]
+    assert len({output[-3:].numpy().tobytes() for output in outputs}) >= 4
+    assert sum(torch.equal(output[-3:], resized) for output in outputs) <= 1
+    assert torch.equal(outputs[0], _seeded(sample, source, 0))
+
+
+@ONE_THREAD
+@pytest.mark.parametrize("policy", OTHER_STAGES)
+def test_other_components_only_resize_per_image(source, policy):
+    sample, resized = _train(policy).sample, _train("flip_crop").sample(source)
+    for seed in range(3):
+        assert torch.equal(_seeded(sample, source, seed), resized)
+    cached = _images(1, side=(CACHE_SIDE, CACHE_SIDE))[0]
+    assert torch.equal(sample(cached), cached)  # the packed cache's side passes untouched
+
+
+@ONE_THREAD
+@pytest.mark.parametrize("policy", COMPONENT_POLICIES)
+def test_batch_half_gives_views_times_n_images(policy):
+    transform = _train(policy, MEAN, STD)
+    samples = torch.stack([_seeded(transform.sample, image, seed)
+                           for seed, image in enumerate(_images(4))])
+    out = _seeded(transform.batch, samples, 0)
+    assert out.dtype == torch.float32
+    assert tuple(out.shape) == (4 * _views(policy), 3, SIZE, SIZE)
+    assert torch.equal(out, _seeded(transform.batch, samples, 0))
+
+
+@ONE_THREAD
+def test_jsd_batch_is_clean_then_two_views_sharing_crop_and_flip():
+    jsd, plain = _train("augmix(jsd=true)", MEAN, STD), _train("flip_crop", MEAN, STD)
+    images = _images(4)
+    samples = torch.stack([_seeded(jsd.sample, image, seed) for seed, image in enumerate(images)])
+    clean = torch.stack([plain.sample(image) for image in images])
+    assert torch.equal(samples[:, :3], clean)  # the clean view is only resized
+    for sample in samples:
+        assert not torch.equal(sample[3:6], sample[:3])
+        assert not torch.equal(sample[6:], sample[3:6])
+    out = _seeded(jsd.batch, samples, 5)
+    for view in range(3):  # each view cropped and flipped as the flip_crop batch does
+        expected = _seeded(plain.batch, samples[:, 3 * view:3 * view + 3].contiguous(), 5)
+        assert torch.equal(out[4 * view:4 * view + 4], expected), view
+    assert torch.equal(out[:4], _seeded(plain.batch, clean, 5))
+
+
+@ONE_THREAD
+def test_jsd_transform_called_on_one_image_gives_the_first_augmix_view(asymmetric_image):
+    jsd = _train("augmix(jsd=true)")
+    torch.manual_seed(3)
+    views = jsd.batch(jsd.sample(asymmetric_image).unsqueeze(0))
+    assert views.shape == (3, 3, SIZE, SIZE)
+    got = _seeded(jsd, asymmetric_image, 3)
+    assert torch.equal(got, views[1])
+    assert not torch.equal(got, views[0])
+
+
+@ONE_THREAD
+@pytest.mark.parametrize(("policy", "plain"), [
+    ("flip_crop + mixup(alpha=0.4)", "flip_crop"),
+    ("cutmix + randaugment(n=1, m=5)", "randaugment(n=1, m=5)"),
+    ("mixup + cutmix(prob=0.5) + erasing(p=1)", "erasing(p=1)"),
+])
+def test_mixing_is_not_in_the_per_image_transform(asymmetric_image, policy, plain):
+    mixed, unmixed = _train(policy, MEAN, STD), _train(plain, MEAN, STD)
+    for seed in range(3):
+        assert torch.equal(_seeded(mixed, asymmetric_image, seed),
+                           _seeded(unmixed, asymmetric_image, seed)), seed
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    ("none", None),
+    ("flip_crop + randaugment + erasing", None),
+    ("mixup", {"mixup_alpha": 0.2, "cutmix_alpha": 0.0, "prob": 1.0, "switch_prob": 0.0}),
+    ("cutmix(alpha=0.5, prob=0.3)",
+     {"mixup_alpha": 0.0, "cutmix_alpha": 0.5, "prob": 0.3, "switch_prob": 0.0}),
+    ("mixup(alpha=0.4, prob=0.6) + cutmix(prob=0.8)",
+     {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "prob": 0.8, "switch_prob": 0.5}),
+    ("cutmix(prob=0.2) + augmix + mixup(prob=0.9)",
+     {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "prob": 0.9, "switch_prob": 0.5}),
+])
+def test_mix_settings(policy, expected):
+    assert mix_settings(make_spec(policy)) == expected
+
+
+@ONE_THREAD
+def test_mix_settings_configure_timm_mixup():
+    from timm.data import Mixup
+
+    mixup = Mixup(**mix_settings(make_spec("mixup(alpha=0.4) + cutmix")), num_classes=3)
+    assert (mixup.mixup_alpha, mixup.cutmix_alpha, mixup.mix_prob, mixup.switch_prob) == (
+        0.4, 1.0, 1.0, 0.5)
+    torch.manual_seed(0)
+    _, target = mixup(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))
+    assert target.shape == (4, 3)
+    torch.testing.assert_close(target.sum(dim=1), torch.ones(4))
+
+
+@ONE_THREAD
+def test_spec_views_and_single_view():
+    spec = make_spec("augmix(severity=2, jsd=true) + erasing")
+    assert spec_views(spec) == 3
+    assert spec_views(make_spec("augmix")) == 1
+    assert spec_views(make_spec("none")) == 1
+    single = single_view(spec)
+    assert spec_views(single) == 1
+    assert single["policy"] == spec["policy"].replace("jsd=true", "jsd=false")
+    assert single["components"][1] == spec["components"][1] | {"jsd": False}
+    assert single["components"][::2] == spec["components"][::2]
+    assert spec_views(spec) == 3  # spec itself unchanged
+    sample = build_train_transform(single, SIZE, resolution=CACHE_SIDE).sample
+    assert _seeded(sample, _images(1)[0], 0).shape == (3, CACHE_SIDE, CACHE_SIDE)
+
+
+@pytest.mark.parametrize("policy", [
+    "randaugment(n=3, m=7) + mixup", "autoaugment(cifar10) + cutout(size=0.25)",
+    "augmix(jsd=true) + erasing(p=0.5, mode=const)", "imgaug(light) + trivialaugment",
+    "flip_crop(scale=(0.2, 0.8), hflip=false) + cutmix", "none",
+])
+def test_spec_components_rebuild_the_parsed_components(policy):
+    spec = make_spec(policy, IMGAUG, scale=(0.3, 0.9), hflip=True)
+    expected = parse_policy(policy, {"scale": (0.3, 0.9), "hflip": True}, set(IMGAUG))
+    assert spec_components(spec) == expected
+
+
+def test_make_spec_keeps_only_the_used_imgaug_pipelines():
+    pipelines = {**IMGAUG, "heavy": [{"Fliplr": 1.0}]}
+    assert make_spec("imgaug(light)", pipelines)["imgaug"] == IMGAUG
+    assert make_spec("randaugment", pipelines)["imgaug"] == {}
+    with pytest.raises(PolicyError, match=r"^augmentation\.compare\[0\] = 'imgaug\(x\)': "
+                                          r"imgaug\(x\): no pipeline .* defined: \['heavy', "
+                                          r"'light'\]"):
+        make_spec("imgaug(x)", pipelines, path="augmentation.compare[0]")
+
+
+def _erased_batch(policy: str, count: int = 16, seed: int = 0) -> torch.Tensor:
+    # pixels <= 100 normalise below 0 ((100 / 255 - 0.5) / 0.25 < 0): only erasing gives 0
+    transform = _train(policy, MEAN, STD)
+    images = _images(count, high=101, side=(CACHE_SIDE, CACHE_SIDE))
+    samples = torch.stack([_seeded(transform.sample, image, index)
+                           for index, image in enumerate(images)])
+    return _seeded(transform.batch, samples, seed)
+
+
+def _zero_box(image: torch.Tensor) -> tuple[int, int] | None:
+    """Height and width of the zeroed region, which must be one filled box."""
+    zero = (image == 0).all(dim=0)
+    if not zero.any():
+        return None
+    rows, columns = zero.any(dim=1).nonzero().flatten(), zero.any(dim=0).nonzero().flatten()
+    height, width = int(rows[-1] - rows[0]) + 1, int(columns[-1] - columns[0]) + 1
+    assert int((image == 0).sum()) == 3 * height * width  # one box, every channel, nothing else
+    return height, width
+
+
+@ONE_THREAD
+def test_erasing_zeroes_one_box_of_the_configured_area():
+    low, high, area = 0.1, 0.2, SIZE**2
+    boxes = [_zero_box(image) for image in
+             _erased_batch(f"erasing(p=1, scale=({low}, {high}), ratio=(0.5, 2), mode=const)")]
+    assert None not in boxes
+    for height, width in boxes:  # timm rounds each side to whole pixels
+        assert (height - 0.5) * (width - 0.5) <= high * area, (height, width)
+        assert (height + 0.5) * (width + 0.5) >= low * area, (height, width)
+        assert 0.5 <= (height + 0.5) / (width - 0.5) and (height - 0.5) / (width + 0.5) <= 2
+    assert len(set(boxes)) >= 8
+
+
+@ONE_THREAD
+@pytest.mark.parametrize(("size", "side"), [(0.25, 8), (0.4, 13), (0.5, 16), (0.9, 29)])
+def test_cutout_zeroes_a_square_of_size_times_the_side(size, side):
+    boxes = [_zero_box(image) for image in _erased_batch(f"cutout(size={size})")]
+    assert boxes == [(side, side)] * len(boxes)
+
+
+@ONE_THREAD
+@pytest.mark.parametrize("policy", ["erasing(p=0, mode=const)", "cutout(p=0)"])
+def test_erasing_with_p_zero_changes_nothing(policy):
+    assert torch.equal(_erased_batch(policy), _erased_batch("flip_crop"))
+
+
+@ONE_THREAD
+def test_erasing_with_p_half_erases_some_images():
+    boxes = [_zero_box(image) for image in _erased_batch("cutout(p=0.5)", count=32)]
+    assert 6 <= sum(box is not None for box in boxes) <= 26
+    assert {box for box in boxes if box is not None} == {(16, 16)}
+
+
+@ONE_THREAD
+def test_erasing_spares_the_clean_view_with_jsd():
+    count = 8
+    erased = _erased_batch("augmix(jsd=true) + erasing(p=1, scale=(0.1, 0.2), mode=const)",
+                           count)
+    plain = _erased_batch("augmix(jsd=true)", count)
+    assert erased.shape == (3 * count, 3, SIZE, SIZE)
+    assert torch.equal(erased[:count], plain[:count])
+    assert all(_zero_box(image) is None for image in erased[:count])
+    assert all(_zero_box(image) is not None for image in erased[count:])

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from visrec.core.checkpoint import CheckpointStore, rng_state, set_rng_state
-from visrec.core.losses import LossSpec, distillation_loss, make_criterion
+from visrec.core.losses import JsdLoss, LossSpec, distillation_loss, make_criterion
 from visrec.core.metrics import balanced_accuracy
 from visrec.core.recipe import (
     LrSchedule,
@@ -105,6 +105,8 @@ class FitConfig:
         swa: SWA, or None.
         ema: EMA of the weights, or None.
         mix: MixUp/CutMix, or None.
+        jsd_weight: AugMix's consistency loss weight when batches hold its three views
+            (clean, augmented, augmented), or None.
         distill: Distillation settings, used when ``fit`` gets a teacher.
         precision: ``fp32``, ``bf16`` or ``fp16`` autocast (fp16 with a gradient scaler).
         channels_last: NHWC memory layout for the model and batches.
@@ -121,6 +123,7 @@ class FitConfig:
     swa: SwaSpec | None = None
     ema: EmaSpec | None = None
     mix: MixSpec | None = None
+    jsd_weight: float | None = None
     distill: DistillSpec = field(default_factory=DistillSpec)
     precision: str = "fp32"
     channels_last: bool = False
@@ -231,7 +234,7 @@ def _forward_loss(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
             loss = (1 - weight) * loss + weight * distillation_loss(
                 logits.float(), teacher_logits.float(), options.distill.temperature)
     labels = targets.argmax(dim=1) if targets.ndim == 2 else targets
-    return loss, logits, labels
+    return loss, logits[:labels.shape[0]], labels  # AugMix views: the clean images count
 
 
 def _backward_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -480,7 +483,10 @@ def _step_options(run: _Run, config: FitConfig, device: torch.device,
 def _criterion(config: FitConfig, epoch: int, device: torch.device) -> nn.Module:
     """The loss of ``epoch``; with MixUp the targets already carry the label smoothing."""
     spec = config.loss if config.mix is None else replace(config.loss, label_smoothing=0.0)
-    return make_criterion(spec, epoch).to(device)
+    criterion = make_criterion(spec, epoch)
+    if config.jsd_weight is not None:
+        criterion = JsdLoss(criterion, config.jsd_weight)
+    return criterion.to(device)
 
 
 def _train_epoch(run: _Run, config: FitConfig, loader: DataLoader, device: torch.device,

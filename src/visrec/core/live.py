@@ -22,17 +22,24 @@ class LiveLog:
     every ``kedro run`` (``save_dvc_exp=False``).
 
     Args:
-        folder: The dvclive folder (``metrics.json`` and ``plots/metrics/*.tsv``).
+        folder: The dvclive folder (``metrics.json``, ``params.yaml`` and
+            ``plots/metrics/*.tsv``).
+        params: The run's parameters, written to ``params.yaml`` by the first call.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, params: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder)
+        self.params = params or {}
         self._live: Any = None
         self._written = 0
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (to a training process) without the open dvclive run."""
-        return {"folder": self.folder, "_live": None, "_written": 0}
+        return {"folder": self.folder, "params": self.params, "_live": None, "_written": 0}
+
+    def with_params(self, params: dict[str, Any]) -> LiveLog:
+        """A log of the same folder that also records ``params``."""
+        return LiveLog(self.folder, params)
 
     def __call__(self, history: list[dict[str, Any]]) -> None:
         """Write the epochs of ``history`` (one dict each) not written yet."""
@@ -41,6 +48,8 @@ class LiveLog:
 
             self._live = Live(dir=str(self.folder), resume=False, save_dvc_exp=False,
                               dvcyaml=False, report=None)
+            if self.params:
+                self._live.log_params(self.params)
         for row in history[self._written:]:
             for name, value in row.items():
                 if name not in SKIPPED and isinstance(value, int | float) and math.isfinite(

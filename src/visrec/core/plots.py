@@ -129,3 +129,50 @@ def learning_curve_figure(history: pd.DataFrame) -> Figure:
         ax.set_ylabel(name)
         ax.legend()
     return fig
+
+
+def leaderboard_figure(table: pd.DataFrame | None, title: str) -> Figure:
+    """The augmentation search's leaderboard: one bar per candidate and rung it reached.
+
+    Candidates are in the search's order (the selected one on top, its bars outlined),
+    named as written in the parameters when the table has a ``written`` column; each bar
+    is the validation balanced accuracy after that rung's epochs.
+
+    Args:
+        table: The leaderboard (:func:`visrec.core.search.leaderboard`), or None when no
+            search ran: the figure then only carries ``title``.
+        title: Title of the figure.
+    """
+    if table is None or table.empty:
+        fig = Figure(figsize=(6.0, 1.2), layout="constrained")
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, title, ha="center", va="center", fontsize=9, wrap=True)
+        return fig
+    rungs = sorted(int(column.split("_")[1]) for column in table
+                   if column.startswith("rung_") and column.endswith("_balanced_accuracy"))
+    fig = Figure(figsize=(9.0, 0.55 * len(table) * max(1, len(rungs)) / 2 + 1.6),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    height = 0.8 / len(rungs)
+    colours = ["#c6dbef", "#6baed6", "#2171b5", "#08306b", "#041836", "#000000"]
+    positions = np.arange(len(table))[::-1]  # first place on top
+    for offset, rung in enumerate(rungs):
+        values = table[f"rung_{rung}_balanced_accuracy"].to_numpy(dtype=float)
+        epochs = table[f"rung_{rung}_epochs"].dropna()
+        label = f"rung {rung} ({int(epochs.iloc[0])} epochs)" if len(epochs) else f"rung {rung}"
+        shown = ~np.isnan(values)
+        bars = ax.barh(positions[shown] + (len(rungs) / 2 - offset - 0.5) * height,
+                       values[shown], height, color=colours[offset % len(colours)],
+                       label=label, edgecolor=["black" if s else "none" for s in
+                                               table["selected"].to_numpy()[shown]])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    shown_names = table["written"] if "written" in table else table["policy"]
+    names = [f"{place}. {name if len(name) <= 60 else name[:57] + '...'}"
+             for place, name in zip(table["place"], shown_names, strict=True)]
+    ax.set_yticks(positions, names, fontsize=7)
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("validation balanced accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

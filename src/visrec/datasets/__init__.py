@@ -1,9 +1,10 @@
 """Custom Kedro datasets of visrec."""
 
 from visrec.datasets.atomic import AtomicDataset
+from visrec.datasets.folder import FigureFolderDataset
 from visrec.datasets.image_cache import ImageCacheDataset
 from visrec.datasets.safetensors_models import SafetensorsModelsDataset
 from visrec.datasets.training_run import CheckpointDataset, LiveDataset
 
-__all__ = ["AtomicDataset", "CheckpointDataset", "ImageCacheDataset", "LiveDataset",
-           "SafetensorsModelsDataset"]
+__all__ = ["AtomicDataset", "CheckpointDataset", "FigureFolderDataset", "ImageCacheDataset",
+           "LiveDataset", "SafetensorsModelsDataset"]

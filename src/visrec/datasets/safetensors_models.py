@@ -12,16 +12,13 @@ crash mid-save leaves the previous weights intact.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from kedro.io import DatasetError
 from safetensors.torch import load_file, save_file
 
-from visrec.datasets.folder import FolderDataset
+from visrec.datasets.folder import FolderDataset, replace_folder
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -53,11 +50,8 @@ class SafetensorsModelsDataset(FolderDataset[dict[str, dict], dict[str, dict]]):
         bad = [name for name in data if not _NAME.match(name)]
         if bad:
             raise DatasetError(f"weight-set names {bad} must use letters, digits, '_', '.', '-'")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self._path.name}.", dir=self._path.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
+
+        def write(staging: Path) -> None:
             for name, artifact in data.items():
                 folder = staging / name
                 folder.mkdir()
@@ -65,18 +59,8 @@ class SafetensorsModelsDataset(FolderDataset[dict[str, dict], dict[str, dict]]):
                 (folder / CONFIG_FILE).write_text(
                     json.dumps(artifact["config"], indent=2, sort_keys=True) + "\n",
                     encoding="utf-8")
-            # mkdtemp and safetensors create owner-only entries; give the usual permissions.
-            for entry in (staging, *staging.rglob("*")):
-                entry.chmod((0o777 if entry.is_dir() else 0o666) & ~umask)
-            retired = self._path.with_name(f".{self._path.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            if self._path.exists():
-                self._path.rename(retired)
-            staging.rename(self._path)
-            shutil.rmtree(retired, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        replace_folder(self._path, write)
 
     def _exists(self) -> bool:
         return self._path.is_dir() and any(self._path.glob(f"*/{WEIGHTS_FILE}"))

@@ -6,10 +6,16 @@ from visrec.pipelines.augmentation.nodes import preview_augmentation, select_pol
 
 
 def test_select_policy_records_every_setting():
-    spec = select_policy(AugmentationParams(policy="randaugment", hflip=False, scale=(0.3, 0.9),
-                                            randaugment_ops=3, randaugment_magnitude=5))
-    assert spec == {"policy": "randaugment", "hflip": False, "scale": [0.3, 0.9],
-                    "randaugment": {"num_ops": 3, "magnitude": 5}}
+    params = AugmentationParams(policy="randaugment(n=3, m=5)", hflip=False, scale=(0.3, 0.9))
+    spec = select_policy(params)
+    assert spec == {
+        "policy": "flip_crop(scale=(0.3, 0.9), ratio=(0.75, 1.33333), hflip=false) + "
+                  "randaugment(n=3, m=5)",
+        "components": [{"name": "flip_crop", "scale": [0.3, 0.9], "ratio": [0.75, 4 / 3],
+                        "hflip": False},
+                       {"name": "randaugment", "n": 3, "m": 5}],
+        "imgaug": {}}
+
 
 def test_preview_without_image_size_uses_the_images_median_side(digits_folder):
     manifest, _, _ = build_manifest(digits_folder, 0.1, 0.0, seed=0)

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from visrec.core.balance import make_balance_plan
+from visrec.core.engine import MixSpec
 from visrec.core.losses import LossSpec
+from visrec.core.transforms import make_spec
 from visrec.params import ClassBalanceParams, SwaParams, TrainingParams
 from visrec.pipelines.training.nodes import crt_config, fit_config
 
@@ -54,3 +56,28 @@ def test_classifier_retraining_recipe():
     # Class-balanced batches balance the classes: plain (smoothed) cross-entropy.
     assert config.loss == LossSpec(label_smoothing=params.label_smoothing)
     assert config.swa is None and config.ema is None and config.mix is None
+
+
+def test_the_policy_mixes_batches_and_wins_over_training_mixup(caplog):
+    params = TrainingParams(model="test_resnet", epochs=4,
+                            mixup={"mixup_alpha": 0.4, "cutmix_alpha": 0.0})
+    assert fit_config(params, _plan("none"), augmentation_spec=make_spec("flip_crop")).mix == (
+        MixSpec(mixup_alpha=0.4, cutmix_alpha=0.0, prob=1.0, switch_prob=0.5))
+    spec = make_spec("flip_crop + mixup(alpha=0.2, prob=0.5) + cutmix(alpha=1.0)")
+    with caplog.at_level("WARNING"):
+        config = fit_config(params, _plan("none"), augmentation_spec=spec)
+    assert config.mix == MixSpec(mixup_alpha=0.2, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5)
+    assert "training.mixup is ignored" in caplog.text
+    alone = fit_config(TrainingParams(model="test_resnet", epochs=4), _plan("none"),
+                       augmentation_spec=make_spec("cutmix(alpha=0.5, prob=0.3)"))
+    assert alone.mix == MixSpec(mixup_alpha=0.0, cutmix_alpha=0.5, prob=0.3, switch_prob=0.0)
+    assert alone.jsd_weight is None
+
+
+def test_augmix_consistency_loss_reaches_the_recipe():
+    params = TrainingParams(model="test_resnet", epochs=4)
+    config = fit_config(params, _plan("none"),
+                        augmentation_spec=make_spec("augmix(jsd=true, jsd_weight=6)"))
+    assert config.jsd_weight == 6.0 and config.mix is None
+    assert fit_config(params, _plan("none"),
+                      augmentation_spec=make_spec("augmix")).jsd_weight is None

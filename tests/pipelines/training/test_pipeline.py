@@ -4,9 +4,15 @@ import PIL.Image
 import PIL.ImageFile
 import pytest
 import torchvision.io
+import yaml
 
 from tests.pipelines.helpers import only, run_pipeline
-from visrec.params import CacheParams, ClassBalanceParams, IngestionParams
+from visrec.params import (
+    AugmentationParams,
+    CacheParams,
+    ClassBalanceParams,
+    IngestionParams,
+)
 from visrec.pipelines import augmentation, class_balance, evaluation, ingestion
 from visrec.pipelines.training import create_pipeline
 
@@ -65,6 +71,39 @@ def test_resampling_loss_and_classifier_retraining_from_the_plan(tiny_params):
         assert artifact["config"]["class_balance"]["components"] == [
             "oversample", "logit_adjustment", "crt"]
         assert 0 <= artifact["config"]["val_metrics"]["balanced_accuracy"] <= 1
+
+
+def test_a_policy_with_imgaug_augmix_views_and_erasing_trains_and_is_recorded(tiny_params):
+    """Loader workers run imgaug and AugMix, batches carry three views, cRT takes one."""
+    policy = "imgaug(light) + augmix(severity=2, jsd=true) + erasing(p=0.5)"
+    params = tiny_params | {
+        "params:augmentation": AugmentationParams(
+            policy=policy, hflip=False, preview_images=2, preview_repeats=2,
+            imgaug={"light": [{"Affine": {"rotate": [-10, 10]}}, {"Fliplr": 0.0}]}),
+        "params:training": tiny_params["params:training"].model_copy(
+            update={"num_workers": 2}),
+        "params:class_balance": ClassBalanceParams(strategy=["crt"], crt={"epochs": 1})}
+    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
+              + augmentation.create_pipeline())
+    upstream = run_pipeline(before, only(params, before))
+    pipeline = create_pipeline()
+    inputs = {name: upstream[name].load() for name in
+              ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
+               "augmentation_spec"]}
+    catalog = run_pipeline(pipeline, inputs | only(params, pipeline))
+    history = catalog["training_history"].load()
+    assert history["train_loss"].notna().all()
+    # Images per second count each image once, not its three views.
+    trained = history[history["phase"] != "crt_final"]
+    assert ((trained["images_per_s"] * trained["seconds"]).round()
+            <= (inputs["image_manifest"]["split"] == "train").sum()).all()
+    spec = catalog["trained_models"].load()["final"]["config"]["augmentation"]
+    assert spec == inputs["augmentation_spec"]
+    assert [c["name"] for c in spec["components"]] == ["flip_crop", "imgaug", "augmix",
+                                                      "erasing"]
+    assert spec["imgaug"] == {"light": [{"Affine": {"rotate": [-10, 10]}}, {"Fliplr": 0.0}]}
+    live = yaml.safe_load((params["training_live"].folder / "params.yaml").read_text())
+    assert live["augmentation"] == spec["policy"]
 
 
 class DecodedDuringTraining(AssertionError):

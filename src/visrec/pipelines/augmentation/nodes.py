@@ -1,4 +1,8 @@
-"""Nodes of the augmentation pipeline."""
+"""Nodes of the augmentation pipeline: the policy, chosen by a search or named, and previews."""
+
+import logging
+import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -7,16 +11,186 @@ from matplotlib.figure import Figure
 
 from visrec.core.cache import ImageCache
 from visrec.core.data import manifest_dataset
-from visrec.core.plots import image_grid_figure
-from visrec.core.transforms import build_eval_transform, build_train_transform, make_spec
-from visrec.params import AugmentationParams
+from visrec.core.models import select_device
+from visrec.core.plots import image_grid_figure, leaderboard_figure
+from visrec.core.search import Score, leaderboard, rank, rung_epochs, survivors
+from visrec.core.trainer import run_job, train_transform
+from visrec.core.transforms import build_eval_transform, build_train_transform
+from visrec.params import AugmentationParams, SearchParams, TrainingParams
+from visrec.pipelines.training.nodes import model_inputs, training_job
+
+logger = logging.getLogger(__name__)
+
+COST_IMAGES = 64  # images timed through a candidate's transform for its cost
+LEADERBOARD_COLUMNS = ["place", "candidate", "written", "policy", "reached_rung", "cost_us",
+                       "seconds", "selected"]
 
 
 def select_policy(params: AugmentationParams) -> dict:
     """The augmentation spec of ``augmentation.policy``: what training will rebuild."""
-    return make_spec(params.policy, hflip=params.hflip, scale=params.scale,
-                     randaugment_ops=params.randaugment_ops,
-                     randaugment_magnitude=params.randaugment_magnitude)
+    return params.spec()
+
+
+def _proxy_params(training: TrainingParams, search: SearchParams, epochs: int) -> TrainingParams:
+    """The training recipe of a proxy run: ``epochs`` epochs, one process, no SWA or EMA."""
+    raw = training.model_dump() | {
+        "model": search.model or training.model, "epochs": epochs, "resume": "never",
+        "devices": 1, "swa": {"enabled": False}, "ema": {"enabled": False},
+        "freeze_backbone_epochs": min(training.freeze_backbone_epochs, epochs - 1)}
+    if search.model is not None and search.model != training.model:
+        raw["pretrained_path"] = None  # the file holds another architecture's weights
+    return TrainingParams.model_validate(raw)
+
+
+def _subset(manifest: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """``manifest`` with ``share`` of each training class (at least one image each)."""
+    if share >= 1.0:
+        return manifest
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, rows in manifest[manifest["split"] == "train"].groupby("label"):
+        count = max(1, math.ceil(share * len(rows)))
+        keep.extend(rng.choice(rows.index.to_numpy(), size=count, replace=False))
+    return manifest[(manifest["split"] != "train") | manifest.index.isin(keep)]
+
+
+def _cost_us(spec: dict, manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+             inputs: dict, seed: int) -> float:
+    """Augmentation time per image in microseconds: both halves of the transform, timed in
+    this process on up to 64 training images (the best of three passes after a warm-up)."""
+    from visrec.core.trainer import DataSpec  # noqa: PLC0415
+
+    rows = manifest[manifest["split"] == "train"].head(COST_IMAGES)
+    data = DataSpec(train=rows, val=rows.iloc[:0], cache=cache, root=ingestion_report["root"],
+                    augmentation=spec, inputs=inputs, sampler=None, batch_size=len(rows))
+    transform = train_transform(data)
+    images = manifest_dataset(rows, cache, ingestion_report["root"], None,
+                              ingestion_report["channels"])
+    decoded = [images[index][0] for index in range(len(rows))]
+    torch.manual_seed(seed)
+    best = math.inf
+    for attempt in range(4):  # the first pass warms up (lazy imports, imgaug's build)
+        start = time.perf_counter()
+        transform.batch(torch.stack([transform.sample(image) for image in decoded]))
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    return 1e6 * best / max(len(decoded), 1)
+
+
+def _proxy_score(index: int, rung: int, epochs: int, manifest: pd.DataFrame,
+                 cache: ImageCache, ingestion_report: dict, balance_plan: dict,
+                 params: AugmentationParams, training: TrainingParams, seed: int) -> Score:
+    """Train candidate ``index`` for ``epochs`` epochs; its validation score."""
+    search = params.search
+    spec = params.spec(search.candidates[index], f"augmentation.search.candidates[{index}]")
+    proxy = _proxy_params(training, search, epochs)
+    if not (manifest["split"] == "val").any():
+        raise ValueError("augmentation.search.enabled needs a validation split: set "
+                         "ingestion.val_fraction > 0 (or give a val folder)")
+    device = select_device(proxy.device)
+    inputs = model_inputs(proxy.model, proxy.image_size, ingestion_report)
+    rows = _subset(manifest, search.subset, seed)
+    job = training_job(rows, cache, ingestion_report, balance_plan, spec, proxy, seed, device,
+                       inputs)
+    start = time.perf_counter()
+    result = run_job(job)
+    seconds = time.perf_counter() - start
+    last = result["history"].iloc[-1]
+    score = Score(candidate=index, policy=spec["policy"], rung=rung, epochs=epochs,
+                  balanced_accuracy=float(last["val_balanced_accuracy"]),
+                  val_loss=float(last["val_loss"]), seconds=seconds,
+                  cost_us=_cost_us(spec, manifest, cache, ingestion_report, inputs, seed))
+    logger.info("augmentation search, rung %d (%d epochs): candidate %d %r: val balanced "
+                "accuracy %.3f, loss %.3f, %.0f s, %.0f us/image", rung, epochs, index,
+                search.candidates[index], score.balanced_accuracy, score.val_loss, seconds,
+                score.cost_us)
+    return score
+
+
+def score_candidate(slot: int, manifest: pd.DataFrame, cache: ImageCache,
+                    ingestion_report: dict, balance_plan: dict, params: AugmentationParams,
+                    training: TrainingParams, seed: int) -> dict:
+    """The first rung of the search for the candidate in ``slot`` (0-based).
+
+    Returns:
+        The score as a dict, or ``{"slot": slot, "skipped": reason}`` when the search is
+        off or the list of candidates is shorter.
+    """
+    search = params.search
+    if not search.enabled:
+        return {"slot": slot, "skipped": "augmentation.search.enabled is false"}
+    if slot >= len(search.candidates):
+        return {"slot": slot, "skipped": f"{len(search.candidates)} candidates"}
+    first = rung_epochs(search.epochs, search.eta, search.rungs)[0]
+    return _proxy_score(slot, 1, first, manifest, cache, ingestion_report, balance_plan,
+                        params, training, seed).record()
+
+
+def successive_halving(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+                       balance_plan: dict, params: AugmentationParams,
+                       training: TrainingParams, seed: int, *first_rung: dict) -> list[dict]:
+    """The later rungs: the best ``1 / eta`` of each rung train ``eta`` times longer.
+
+    Args:
+        first_rung: What :func:`score_candidate` returned for each slot.
+
+    Returns:
+        Every score of every rung (the first rung's included), as dicts.
+    """
+    search = params.search
+    scores = [Score(**record) for record in first_rung if "skipped" not in record]
+    if not search.enabled:
+        return []
+    epochs = rung_epochs(search.epochs, search.eta, search.rungs)
+    current = scores
+    for rung in range(2, search.rungs + 1):
+        if len(current) == 1:
+            break
+        chosen = rank(current, search.tie_tolerance)[:survivors(len(current), search.eta)]
+        logger.info("augmentation search: rung %d trains %s for %d epochs", rung,
+                    [s.policy for s in chosen], epochs[rung - 1])
+        current = [_proxy_score(s.candidate, rung, epochs[rung - 1], manifest, cache,
+                                ingestion_report, balance_plan, params, training, seed)
+                   for s in chosen]
+        scores += current
+    return [score.record() for score in scores]
+
+
+def choose_policy(params: AugmentationParams,
+                  scores: list[dict]) -> tuple[dict, pd.DataFrame, Figure]:
+    """The policy training uses: the search's winner, or ``augmentation.policy``.
+
+    Returns:
+        ``(augmentation_spec, leaderboard, leaderboard chart)``; without a search the
+        leaderboard has no rows and the chart says so.
+    """
+    search = params.search
+    if not search.enabled:
+        spec = params.spec()
+        return (spec, pd.DataFrame(columns=LEADERBOARD_COLUMNS),
+                leaderboard_figure(None, f"no search: augmentation.policy = {spec['policy']}"))
+    table = leaderboard([Score(**record) for record in scores], search.tie_tolerance)
+    table.insert(2, "written", [search.candidates[index] for index in table["candidate"]])
+    winner = int(table.loc[table["selected"], "candidate"].iloc[0])
+    spec = params.spec(search.candidates[winner], f"augmentation.search.candidates[{winner}]")
+    spec = spec | {"search": {"candidate": winner, "written": search.candidates[winner]}}
+    logger.info("augmentation search selected candidate %d: %s", winner, spec["policy"])
+    title = (f"augmentation search: {len(table)} candidates, rungs of "
+             f"{rung_epochs(search.epochs, search.eta, search.rungs)} epochs")
+    return spec, table, leaderboard_figure(table, title)
+
+
+def preview_candidates(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+                       params: AugmentationParams, image_size: int | None,
+                       seed: int) -> dict[str, Figure]:
+    """A preview grid of each candidate (of ``augmentation.policy`` without a search),
+    keyed by file name: ``candidate_1`` ..."""
+    policies = params.search.candidates if params.search.enabled else [params.policy]
+    names = ([f"candidate_{i + 1}" for i in range(len(policies))]
+             if params.search.enabled else ["policy"])
+    return {name: preview_augmentation(manifest, cache, ingestion_report,
+                                       params.spec(policy), params, image_size, seed)
+            for name, policy in zip(names, policies, strict=True)}
 
 
 def preview_augmentation(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,

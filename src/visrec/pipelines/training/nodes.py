@@ -43,6 +43,7 @@ from visrec.core.trainer import (
     train,
     train_transform,
 )
+from visrec.core.transforms import mix_settings, single_view, spec_component
 from visrec.params import TrainingParams
 
 logger = logging.getLogger(__name__)
@@ -68,13 +69,31 @@ def resolve_channels_last(requested: str | bool) -> bool:
     return True if requested == "auto" else bool(requested)
 
 
+def _mix(params: TrainingParams, augmentation_spec: dict | None) -> MixSpec | None:
+    """Batch mixing: the augmentation policy's mixup/cutmix, else ``training.mixup``."""
+    policy_mix = None if augmentation_spec is None else mix_settings(augmentation_spec)
+    if policy_mix is not None:
+        if params.mixup.enabled:
+            logger.warning("augmentation policy %r mixes batches: training.mixup is ignored",
+                           augmentation_spec["policy"])
+        return MixSpec(**policy_mix)
+    mix = params.mixup
+    return MixSpec(mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
+                   switch_prob=mix.switch_prob) if mix.enabled else None
+
+
 def fit_config(params: TrainingParams, balance_plan: dict, seed: int = 0,
-               device: torch.device | None = None) -> FitConfig:
-    """The recipe, with learning rates scaled linearly from 256 images to the global batch."""
+               device: torch.device | None = None,
+               augmentation_spec: dict | None = None) -> FitConfig:
+    """The recipe, with learning rates scaled linearly from 256 images to the global batch.
+
+    The augmentation policy adds batch mixing (mixup, cutmix) and AugMix's consistency
+    loss when it has them.
+    """
     device = device or torch.device("cpu")
     scale = params.batch_size / LR_REFERENCE_BATCH
     swa = params.swa
-    mix = params.mixup
+    augmix = None if augmentation_spec is None else spec_component(augmentation_spec, "augmix")
     return FitConfig(
         epochs=params.epochs,
         optimizer=OptimizerSpec(name=params.optimizer, lr=params.lr * scale,
@@ -95,8 +114,8 @@ def fit_config(params: TrainingParams, balance_plan: dict, seed: int = 0,
         if swa.enabled else None,
         ema=EmaSpec(decay=params.ema.decay, warmup=params.ema.warmup)
         if params.ema.enabled else None,
-        mix=MixSpec(mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
-                    switch_prob=mix.switch_prob) if mix.enabled else None,
+        mix=_mix(params, augmentation_spec),
+        jsd_weight=augmix.jsd_weight if augmix is not None and augmix.jsd else None,
         distill=DistillSpec(temperature=params.distillation.temperature,
                             weight=params.distillation.weight),
         precision=resolve_precision(params.precision, device),
@@ -139,7 +158,7 @@ def _retrain_classifiers(weight_sets: dict[str, nn.Module], data: DataSpec,
     crt = crt_config(params, balance_plan, seed)
     if crt is None:
         return {}
-    transform = train_transform(data)
+    transform = train_transform(replace(data, augmentation=single_view(data.augmentation)))
     train_set = manifest_dataset(data.train, data.cache, data.root, transform.sample,
                                  data.inputs["in_chans"])
     loader = make_loader(train_set, params.batch_size, device, seed, train=True,
@@ -151,9 +170,16 @@ def _retrain_classifiers(weight_sets: dict[str, nn.Module], data: DataSpec,
             for name, weights in weight_sets.items()}
 
 
-def _job(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
-         balance_plan: dict, augmentation_spec: dict, params: TrainingParams, seed: int,
-         device: torch.device, inputs: dict) -> TrainingJob:
+def model_inputs(model: str, image_size: int | None, ingestion_report: dict) -> dict:
+    """Input size, normalisation and interpolation of ``model`` for the ingested images."""
+    channels = ingestion_report["channels"]
+    probe = create_classifier(model, len(ingestion_report["classes"]), None, channels)
+    return resolve_input_config(probe, image_size, channels)
+
+
+def training_job(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+                 balance_plan: dict, augmentation_spec: dict, params: TrainingParams,
+                 seed: int, device: torch.device, inputs: dict) -> TrainingJob:
     """The run as data: model, images, recipe, and how many processes."""
     columns = ["path", "class_index", "cache_index"]
     train_rows = manifest.loc[manifest["split"] == "train", columns].reset_index(drop=True)
@@ -167,7 +193,7 @@ def _job(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
                       pretrained_path=params.pretrained_path, zero_gamma=params.zero_gamma,
                       teacher_path=params.distillation.teacher_path,
                       teacher_architecture=params.distillation.teacher_model)
-    config = fit_config(params, balance_plan, seed, device)
+    config = fit_config(params, balance_plan, seed, device, augmentation_spec)
     processes = resolve_devices(params.devices, device)
     dist = params.distributed
     launch = LaunchSpec(nproc_per_node=processes, nnodes=dist.nnodes,
@@ -205,21 +231,25 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dic
     """
     device = select_device(params.device)
     classes, channels = ingestion_report["classes"], ingestion_report["channels"]
-    probe = create_classifier(params.model, len(classes), None, channels)
-    inputs = resolve_input_config(probe, params.image_size, channels)
+    inputs = model_inputs(params.model, params.image_size, ingestion_report)
     if cache.enabled and cache.settings.resolution < inputs["image_size"]:
         logger.warning("packed cache holds %dpx images, below the training size %dpx: "
                        "images are upsampled; raise ingestion.cache.resolution",
                        cache.settings.resolution, inputs["image_size"])
     if params.resume == "never":
         checkpoints.clear()
-    job = _job(manifest, cache, ingestion_report, balance_plan, augmentation_spec, params,
+    job = training_job(manifest, cache, ingestion_report, balance_plan, augmentation_spec, params,
                seed, device, inputs)
-    job = replace(job, checkpoints=checkpoints, live=live)
-    logger.info("training %s on %s x %d: %d train / %d val images, %d classes, %dpx, from %s",
-                params.model, device, job.launch.nproc_per_node, len(job.data.train),
-                len(job.data.val), len(classes), inputs["image_size"],
-                "the packed cache" if cache.enabled else "the image files")
+    recorded = {"model": params.model, "epochs": params.epochs,
+                "batch_size": params.batch_size, "lr": params.lr, "seed": seed,
+                "augmentation": augmentation_spec["policy"],
+                "class_balance": balance_plan["strategy"]}
+    job = replace(job, checkpoints=checkpoints, live=live.with_params(recorded))
+    logger.info("training %s on %s x %d: %d train / %d val images, %d classes, %dpx, from %s; "
+                "augmentation %s", params.model, device, job.launch.nproc_per_node,
+                len(job.data.train), len(job.data.val), len(classes), inputs["image_size"],
+                "the packed cache" if cache.enabled else "the image files",
+                augmentation_spec["policy"])
     result = train(job)
     if result is None:
         raise RuntimeError("training ran on other machines' processes only: run the "
