@@ -27,7 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from common import ROOT, machine, make_project, run_session
+from common import (
+    ROOT,
+    add_runs_arguments,
+    append_runs,
+    demo_project,
+    machine,
+    read_runs,
+    run_session,
+)
 
 WEIGHTS = ("swa", "final")
 GOAL_POINTS = 1.0
@@ -105,13 +113,10 @@ def main() -> None:
     parser.add_argument("--budget", type=json.loads, default={},
                         help='search budget overrides as JSON, e.g. \'{"epochs": 1}\' '
                              "(default: conf/base's)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="append every run to this file as a JSON line")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="only print the report of the runs in this JSON-lines file")
+    add_runs_arguments(parser)
     args = parser.parse_args()
     if args.report is not None:
-        rows = [json.loads(line) for line in args.report.read_text().splitlines() if line]
+        rows = read_runs(args.report)
         sys.stdout.write("\n".join(report(pd.DataFrame(rows), args.epochs)) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -119,16 +124,10 @@ def main() -> None:
 
     def keep(new: list[dict]) -> None:
         rows.extend(new)
-        if args.out is not None:  # one JSON line per run, written as it ends
-            with args.out.open("a") as out:
-                out.writelines(json.dumps(row) + "\n" for row in new)
+        append_runs(args.out, new)
 
     with tempfile.TemporaryDirectory() as tmp:
-        from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
-
-        project = make_project(Path(tmp))
-        bootstrap_project(project)
-        run_session(project, ["demo_data"], {})
+        project = demo_project(Path(tmp))
         for seed in args.seeds:
             keep(search(project, seed, args.budget))
             for candidate, policy in enumerate(_candidates()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import shutil
@@ -28,6 +30,17 @@ def make_project(workdir: Path) -> Path:
     (workdir / "conf" / "local").mkdir()
     (workdir / "src").mkdir()
     return workdir
+
+
+def demo_project(workdir: Path, params: dict | None = None) -> Path:
+    """A project copy in ``workdir``, bootstrapped, with the demo images made (with
+    ``params`` as runtime parameters, e.g. another ``demo_data`` block)."""
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+
+    project = make_project(workdir)
+    bootstrap_project(project)
+    run_session(project, ["demo_data"], params or {})
+    return project
 
 
 def machine() -> str:
@@ -97,3 +110,25 @@ def run_session(project: Path, pipelines: list[str], params: dict) -> None:
 
     with KedroSession.create(project_path=project, runtime_params=params) as session:
         session.run(pipeline_names=pipelines)
+
+
+def add_runs_arguments(parser: argparse.ArgumentParser, report: bool = True) -> None:
+    """``--out`` (append each run as a JSON line) and ``--report`` (only print a table)."""
+    parser.add_argument("--out", type=Path, default=None,
+                        help="append every run to this file as a JSON line")
+    if report:
+        parser.add_argument("--report", type=Path, default=None,
+                            help="only print the table of the runs in this JSON-lines file")
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The runs of a JSON-lines file written by :func:`append_runs`."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def append_runs(path: Path | None, rows: list[dict]) -> None:
+    """Append ``rows`` to ``path`` as JSON lines (nothing when ``path`` is None), so that a
+    long benchmark keeps every finished run even if it is stopped."""
+    if path is not None:
+        with path.open("a") as out:
+            out.writelines(json.dumps(row) + "\n" for row in rows)

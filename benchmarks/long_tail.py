@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import machine, make_project, run_session
+from common import add_runs_arguments, append_runs, demo_project, machine, run_session
 
 logger = logging.getLogger("benchmarks.long_tail")
 
@@ -97,8 +97,7 @@ def main() -> None:
                         help='more runtime parameters as JSON: \'{"training": {"lr": 0.1}}\'')
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                         choices=list(STRATEGIES))
-    parser.add_argument("--out", type=Path, default=None,
-                        help="append every run to this file as a JSON line")
+    add_runs_arguments(parser, report=False)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     extra = args.params
@@ -106,23 +105,19 @@ def main() -> None:
         extra = extra | {"training": extra.get("training", {}) | {"epochs": args.epochs}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
-
-        project = make_project(Path(tmp))
-        bootstrap_project(project)
-        run_session(project, ["demo_data"], DATA)
+        project = demo_project(Path(tmp), DATA)
         for seed in args.seeds:
             # The seed carves val from train: ingest anew for each.
             # ingestion.root is a parameter, resolved from the working directory, not the
             # project: name the copy's folder, never the repository's demo images.
-            run_session(project, ["ingestion", "augmentation"], DATA | {
-                "seed": seed, "ingestion": {"root": str(project / "data/01_raw/demo")}})
+            # One augmentation policy (augmentation.policy) for every strategy: no search.
+            run_session(project, ["ingestion", "class_balance", "augmentation"], DATA | {
+                "seed": seed, "ingestion": {"root": str(project / "data/01_raw/demo")},
+                "augmentation": {"search": {"enabled": False}}})
             for name in args.strategies:
                 row = {"strategy": name} | one_run(project, STRATEGIES[name], seed, extra)
                 rows.append(row)
-                if args.out is not None:  # one JSON line per run, written as it ends
-                    with args.out.open("a") as out:
-                        out.write(json.dumps(row) + "\n")
+                append_runs(args.out, [row])
     runs = pd.DataFrame(rows)
     has_swa = "swa_balanced_accuracy" in runs and runs["swa_balanced_accuracy"].notna().all()
     weights = "swa" if has_swa else "final"

@@ -27,7 +27,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import machine, make_project, run_session
+from common import (
+    add_runs_arguments,
+    append_runs,
+    demo_project,
+    machine,
+    read_runs,
+    run_session,
+)
 
 PLAIN = {"schedule": {"name": "constant", "warmup_epochs": 0}, "label_smoothing": 0.0,
          "zero_gamma": False, "no_bias_decay": False, "swa": {"enabled": False},
@@ -78,11 +85,14 @@ def prepare_seed(project: Path, seed: int) -> None:
     """Ingestion, class balance (``none``) and augmentation of the demo for ``seed``.
 
     The seed carves val from train, so each seed is ingested anew. ``ingestion.root`` is
-    resolved from the working directory: the copy's images are named in full.
+    resolved from the working directory: the copy's images are named in full. The
+    augmentation is ``augmentation.policy`` (flip_crop), without the search, so that every
+    variant and seed trains with the same policy.
     """
     run_session(project, ["ingestion", "class_balance", "augmentation"],
                 {"seed": seed, "class_balance": {"strategy": "none"},
-                 "ingestion": {"root": str(project / "data/01_raw/demo")}})
+                 "ingestion": {"root": str(project / "data/01_raw/demo")},
+                 "augmentation": {"search": {"enabled": False}}})
 
 
 def markdown(runs: pd.DataFrame) -> list[str]:
@@ -107,30 +117,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         choices=list(VARIANTS))
-    parser.add_argument("--out", type=Path, default=None,
-                        help="append every run to this file as a JSON line")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="only print the table of the runs in this JSON-lines file")
+    add_runs_arguments(parser)
     args = parser.parse_args()
     if args.report is not None:
-        rows = [json.loads(line) for line in args.report.read_text().splitlines() if line]
+        rows = read_runs(args.report)
         sys.stdout.write("\n".join(report(pd.DataFrame(rows), args.epochs)) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
-
-        project = make_project(Path(tmp))
-        bootstrap_project(project)
-        run_session(project, ["demo_data"], {})
+        project = demo_project(Path(tmp))
         for seed in args.seeds:
             prepare_seed(project, seed)
             for variant in args.variants:
                 rows.append(one_run(project, variant, seed, args.epochs))
-                if args.out is not None:  # one JSON line per run, written as it ends
-                    with args.out.open("a") as out:
-                        out.write(json.dumps(rows[-1]) + "\n")
+                append_runs(args.out, rows[-1:])
     # The table is the program's output, not a log record: Kedro's log handler wraps lines.
     sys.stdout.write("\n".join(report(pd.DataFrame(rows), args.epochs)) + "\n")
 

@@ -16,14 +16,19 @@ SWA and EMA weights (mean ± std over the seeds), and SWA's gain over the final 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-from common import machine, make_project, run_session
+from common import (
+    add_runs_arguments,
+    append_runs,
+    demo_project,
+    machine,
+    read_runs,
+)
 from recipe_ablation import prepare_seed, train_and_score
 
 SETTINGS = {
@@ -62,22 +67,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
                         choices=list(SETTINGS))
-    parser.add_argument("--out", type=Path, default=None,
-                        help="append every run to this file as a JSON line")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="only print the table of the runs in this JSON-lines file")
+    add_runs_arguments(parser)
     args = parser.parse_args()
     if args.report is not None:
-        rows = [json.loads(line) for line in args.report.read_text().splitlines() if line]
+        rows = read_runs(args.report)
     else:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
-            from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
-
-            project = make_project(Path(tmp))
-            bootstrap_project(project)
-            run_session(project, ["demo_data"], {})
+            project = demo_project(Path(tmp))
             for seed in args.seeds:
                 prepare_seed(project, seed)
                 for setting in args.settings:
@@ -85,9 +83,7 @@ def main() -> None:
                                 "swa": {"enabled": True, **SETTINGS[setting]}}
                     rows.append({"setting": setting}
                                 | train_and_score(project, training, seed))
-                    if args.out is not None:  # one JSON line per run, written as it ends
-                        with args.out.open("a") as out:
-                            out.write(json.dumps(rows[-1]) + "\n")
+                    append_runs(args.out, rows[-1:])
     runs = pd.DataFrame(rows)
     lines = [f"demo digits, validation split, {args.epochs} epochs, "
              f"{runs['seed'].nunique()} seeds, {runs['seconds'].mean():.0f} s per run on "

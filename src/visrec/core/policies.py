@@ -33,9 +33,16 @@ Components run in four stages, whatever order they are written in:
 from __future__ import annotations
 
 import ast
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 
 class PolicyError(ValueError):
@@ -61,11 +68,22 @@ class Component(BaseModel):
         return {"name": self.name, **self.model_dump(mode="json")}
 
 
-def _range(value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
-    first, second = value
-    if not low <= first <= second <= high:
-        raise ValueError(f"need {low} <= low <= high <= {high}")
+def _area_range(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError("need 0 < low <= high <= 1")
     return value
+
+
+def _aspect_range(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    if not 0.0 < low <= high:
+        raise ValueError("need 0 < low <= high")
+    return value
+
+
+AreaRange = Annotated[tuple[float, float], AfterValidator(_area_range)]
+AspectRange = Annotated[tuple[float, float], AfterValidator(_aspect_range)]
 
 
 class FlipCrop(Component):
@@ -73,23 +91,9 @@ class FlipCrop(Component):
 
     name: ClassVar[str] = "flip_crop"
     stage: ClassVar[str] = "geometric"
-    scale: tuple[float, float] = Field((0.35, 1.0), description="crop's share of the area")
-    ratio: tuple[float, float] = Field((0.75, 4 / 3), description="crop's aspect range")
+    scale: AreaRange = Field((0.35, 1.0), description="crop's share of the area")
+    ratio: AspectRange = Field((0.75, 4 / 3), description="crop's aspect range")
     hflip: bool = Field(True, description="mirror half of the images")
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] <= 0:
-            raise ValueError("need 0 < low <= high <= 1")
-        return _range(value, 0.0, 1.0)
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] <= 0:
-            raise ValueError("need 0 < low <= high")
-        return _range(value, 0.0, float("inf"))
 
 
 class AutoAugment(Component):
@@ -152,24 +156,10 @@ class Erasing(Component):
     name: ClassVar[str] = "erasing"
     stage: ClassVar[str] = "batch"
     p: float = Field(0.25, ge=0.0, le=1.0, description="probability per image")
-    scale: tuple[float, float] = Field((0.02, 1 / 3), description="box's share of the area")
-    ratio: tuple[float, float] = Field((0.3, 1 / 0.3), description="box's aspect range")
+    scale: AreaRange = Field((0.02, 1 / 3), description="box's share of the area")
+    ratio: AspectRange = Field((0.3, 1 / 0.3), description="box's aspect range")
     mode: Literal["const", "rand", "pixel"] = Field(
         "pixel", description="fill: const (0, the mean), rand (per channel), pixel (noise)")
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] <= 0:
-            raise ValueError("need 0 < low <= high <= 1")
-        return _range(value, 0.0, 1.0)
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] <= 0:
-            raise ValueError("need 0 < low <= high")
-        return _range(value, 0.0, float("inf"))
 
 
 class Cutout(Component):

@@ -16,16 +16,22 @@ from visrec.params import (
 from visrec.pipelines import augmentation, class_balance, evaluation, ingestion
 from visrec.pipelines.training import create_pipeline
 
+TRAINING_INPUTS = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
+                   "augmentation_spec"]
+
+
+def _before_training(params: dict, names: list[str] = TRAINING_INPUTS) -> dict:
+    """Outputs ``names`` of ingestion, class_balance and augmentation for ``params``."""
+    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
+              + augmentation.create_pipeline())
+    catalog = run_pipeline(before, only(params, before))
+    return {name: catalog[name].load() for name in names}
+
 
 @pytest.fixture
 def upstream(tiny_params):
     """Outputs of ingestion, class_balance and augmentation for the tiny params."""
-    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
-              + augmentation.create_pipeline())
-    catalog = run_pipeline(before, only(tiny_params, before))
-    names = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-             "augmentation_spec", "class_counts"]
-    return {name: catalog[name].load() for name in names}
+    return _before_training(tiny_params, [*TRAINING_INPUTS, "class_counts"])
 
 
 def test_final_and_swa_weights_with_history(upstream, tiny_params):
@@ -49,14 +55,9 @@ def test_final_and_swa_weights_with_history(upstream, tiny_params):
 def test_resampling_loss_and_classifier_retraining_from_the_plan(tiny_params):
     params = tiny_params | {"params:class_balance": ClassBalanceParams(
         strategy=["oversample", "logit_adjustment", "crt"], crt={"epochs": 2})}
-    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
-              + augmentation.create_pipeline())
-    upstream = run_pipeline(before, only(params, before))
-    plan = upstream["balance_plan"].load()
+    inputs = _before_training(params)
+    plan = inputs["balance_plan"]
     pipeline = create_pipeline()
-    inputs = {name: upstream[name].load() for name in
-              ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-               "augmentation_spec"]}
     catalog = run_pipeline(pipeline, inputs | only(params, pipeline))
     history = catalog["training_history"].load()
     models = catalog["trained_models"].load()
@@ -83,13 +84,8 @@ def test_a_policy_with_imgaug_augmix_views_and_erasing_trains_and_is_recorded(ti
         "params:training": tiny_params["params:training"].model_copy(
             update={"num_workers": 2}),
         "params:class_balance": ClassBalanceParams(strategy=["crt"], crt={"epochs": 1})}
-    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
-              + augmentation.create_pipeline())
-    upstream = run_pipeline(before, only(params, before))
+    inputs = _before_training(params)
     pipeline = create_pipeline()
-    inputs = {name: upstream[name].load() for name in
-              ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-               "augmentation_spec"]}
     catalog = run_pipeline(pipeline, inputs | only(params, pipeline))
     history = catalog["training_history"].load()
     assert history["train_loss"].notna().all()
@@ -127,12 +123,7 @@ def test_epochs_read_the_packed_cache_not_the_files(tiny_params, monkeypatch, ca
     params = tiny_params | {"params:ingestion": IngestionParams(
         root=tiny_params["params:ingestion"].root, num_workers=1,
         cache=CacheParams(enabled=cache))}
-    before = (ingestion.create_pipeline() + class_balance.create_pipeline()
-              + augmentation.create_pipeline())
-    upstream = run_pipeline(before, only(params, before))
-    names = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-             "augmentation_spec", "class_counts"]
-    inputs = {name: upstream[name].load() for name in names}
+    inputs = _before_training(params, [*TRAINING_INPUTS, "class_counts"])
     assert (inputs["image_manifest"]["cache_index"] >= 0).all() == cache
     _forbid_decoding(monkeypatch)
     after = create_pipeline() + evaluation.create_pipeline()
