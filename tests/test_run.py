@@ -94,12 +94,30 @@ def test_own_folder_of_class_folders(project: Path, tmp_path: Path):
     ("training.epochs=0", "training.epochs = 0"),
     ("training.model=resnet999", "training.model = 'resnet999'"),
     ("class_balance.strategy=bogus", "class_balance.strategy = 'bogus'"),
+    ("augmentation.policy=autoaug", "augmentation.policy = 'autoaug': unknown component "
+                                    "'autoaug'; accepted: ['none', 'flip_crop', 'autoaugment'"),
+    ("augmentation.policy=randaugment(m=40)",
+     "augmentation.policy = 'randaugment(m=40)': randaugment m = 40: Input should be less "
+     "than or equal to 30"),
 ])
 def test_bad_parameter_stops_before_running(project: Path, override: str, expected: str):
     result = kedro(project, "run", "--env", "test", "--params", override, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert expected in output
+    assert "Running node" not in output
+
+
+def test_unknown_imgaug_augmenter_stops_before_running(tmp_path: Path):
+    project = copy_project(tmp_path)  # its own copy: the module's project keeps its conf
+    conf = project / "conf" / "test" / "parameters_augmentation.yml"
+    conf.write_text(conf.read_text() + "  imgaug:\n    light:\n      - Fliplr: 0.5\n"
+                    "      - GaussianBlurr: {sigma: [0, 1]}\n")
+    result = kedro(project, "run", "--env", "test", check=False)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert ("augmentation.imgaug.light[1]: unknown imgaug augmenter 'GaussianBlurr'; did you "
+            "mean GaussianBlur") in output
     assert "Running node" not in output
 
 
