@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from visrec.params import SEARCH_SLOTS
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -264,18 +266,29 @@ def test_viz_api_serves_registered_pipelines(
         for dataset in node.outputs:
             assert (tasks[node.name], datasets[dataset]) in edges, (node.name, dataset)
 
+    # The augmentation search is a sweep: one modular pipeline per candidate slot.
+    tree = train["modular_pipelines"]
+    sweep = {child["id"] for child in tree["augmentation_search"]["children"]}
+    assert {f"augmentation_search.candidate_{i}" for i in range(1, SEARCH_SLOTS + 1)} <= sweep
+
 
 class _GraphNodeCollector(HTMLParser):
-    """Collects the full names of the task nodes drawn in Kedro-Viz's SVG graph."""
+    """Collects the full names of the nodes drawn in Kedro-Viz's SVG graph, by type
+    (``task``, ``modularPipeline`` for a collapsed namespace, ``data``, ...)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.task_names: set[str] = set()
+        self.names: dict[str, set[str]] = {}
+
+    @property
+    def task_names(self) -> set[str]:
+        return self.names.get("task", set())
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        if attributes.get("data-node-type") == "task" and attributes.get("data-node-fullname"):
-            self.task_names.add(attributes["data-node-fullname"])
+        kind, name = attributes.get("data-node-type"), attributes.get("data-node-fullname")
+        if kind and name:
+            self.names.setdefault(kind, set()).add(name)
 
 
 def _run_chromium(binary: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -301,7 +314,11 @@ def test_viz_page_draws_train_graph_in_chromium(
     from PIL import Image
 
     page = viz_server.url + "?pid=train"  # open the `train` pipeline, not `__default__`
-    expected_names = {node.name for node in project_pipelines["train"].nodes}
+    nodes = project_pipelines["train"].nodes
+    # Kedro-Viz draws a namespace (the augmentation search's sweep) as one collapsed node.
+    expected_names = {node.name for node in nodes if not node.namespace}
+    expected_namespaces = {node.namespace.split(".")[0] for node in nodes if node.namespace}
+    assert "augmentation_search" in expected_namespaces
 
     dom = _run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page).stdout
     collector = _GraphNodeCollector()
@@ -310,6 +327,11 @@ def test_viz_page_draws_train_graph_in_chromium(
     assert not missing, (
         f"train nodes not drawn in the graph: {sorted(missing)}; "
         f"drawn: {sorted(collector.task_names)}"
+    )
+    drawn_namespaces = collector.names.get("modularPipeline", set())
+    assert expected_namespaces <= drawn_namespaces, (
+        f"namespaces not drawn: {sorted(expected_namespaces - drawn_namespaces)}; "
+        f"drawn nodes by type: {collector.names}"
     )
 
     screenshot = tmp_path / "kedro-viz-train.png"
