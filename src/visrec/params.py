@@ -259,8 +259,7 @@ class SearchParams(Params):
 
     key: ClassVar[str] = "augmentation.search"
     enabled: bool = Field(False, description="false: use augmentation.policy")
-    candidates: list[str] = Field(default_factory=list, max_length=SEARCH_SLOTS,
-                                  description="policy strings to compare")
+    candidates: list[str] = Field(default_factory=list, description="policy strings to compare")
     model: str | None = Field(None, description="proxy architecture; null: training.model")
     epochs: int = Field(4, ge=1, le=1000, description="epochs of the first rung")
     eta: int = Field(2, ge=2, le=10, description="keep 1/eta, multiply epochs by eta")
@@ -273,6 +272,15 @@ class SearchParams(Params):
     @classmethod
     def _known_architecture(cls, value: str | None) -> str | None:
         return value if value is None else _check_architecture(value)
+
+    @field_validator("candidates")
+    @classmethod
+    def _fits_the_slots(cls, value: list[str]) -> list[str]:
+        if len(value) > SEARCH_SLOTS:
+            raise ValueError(f"{len(value)} candidates; the search pipeline has "
+                             f"{SEARCH_SLOTS} candidate slots (visrec.params.SEARCH_SLOTS): "
+                             "list fewer, or raise SEARCH_SLOTS")
+        return value
 
     @model_validator(mode="after")
     def _enough_candidates(self) -> SearchParams:
