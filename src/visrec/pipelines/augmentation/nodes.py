@@ -14,7 +14,7 @@ from visrec.core.data import manifest_dataset
 from visrec.core.models import select_device
 from visrec.core.plots import image_grid_figure, leaderboard_figure
 from visrec.core.search import Score, leaderboard, rank, rung_epochs, survivors
-from visrec.core.trainer import run_job, train_transform
+from visrec.core.trainer import DataSpec, run_job, train_transform
 from visrec.core.transforms import build_eval_transform, build_train_transform
 from visrec.params import AugmentationParams, SearchParams, TrainingParams
 from visrec.pipelines.training.nodes import model_inputs, training_job
@@ -58,8 +58,6 @@ def _cost_us(spec: dict, manifest: pd.DataFrame, cache: ImageCache, ingestion_re
              inputs: dict, seed: int) -> float:
     """Augmentation time per image in microseconds: both halves of the transform, timed in
     this process on up to 64 training images (the best of three passes after a warm-up)."""
-    from visrec.core.trainer import DataSpec  # noqa: PLC0415
-
     rows = manifest[manifest["split"] == "train"].head(COST_IMAGES)
     data = DataSpec(train=rows, val=rows.iloc[:0], cache=cache, root=ingestion_report["root"],
                     augmentation=spec, inputs=inputs, sampler=None, batch_size=len(rows))
@@ -79,8 +77,10 @@ def _cost_us(spec: dict, manifest: pd.DataFrame, cache: ImageCache, ingestion_re
 
 def _proxy_score(index: int, rung: int, epochs: int, manifest: pd.DataFrame,
                  cache: ImageCache, ingestion_report: dict, balance_plan: dict,
-                 params: AugmentationParams, training: TrainingParams, seed: int) -> Score:
-    """Train candidate ``index`` for ``epochs`` epochs; its validation score."""
+                 params: AugmentationParams, training: TrainingParams, seed: int,
+                 cost_us: float | None = None) -> Score:
+    """Train candidate ``index`` for ``epochs`` epochs; its validation score (and its
+    augmentation cost, timed unless an earlier rung gives it as ``cost_us``)."""
     search = params.search
     spec = params.spec(search.candidates[index], f"augmentation.search.candidates[{index}]")
     proxy = _proxy_params(training, search, epochs)
@@ -99,7 +99,8 @@ def _proxy_score(index: int, rung: int, epochs: int, manifest: pd.DataFrame,
     score = Score(candidate=index, policy=spec["policy"], rung=rung, epochs=epochs,
                   balanced_accuracy=float(last["val_balanced_accuracy"]),
                   val_loss=float(last["val_loss"]), seconds=seconds,
-                  cost_us=_cost_us(spec, manifest, cache, ingestion_report, inputs, seed))
+                  cost_us=cost_us if cost_us is not None
+                  else _cost_us(spec, manifest, cache, ingestion_report, inputs, seed))
     logger.info("augmentation search, rung %d (%d epochs): candidate %d %r: val balanced "
                 "accuracy %.3f, loss %.3f, %.0f s, %.0f us/image", rung, epochs, index,
                 search.candidates[index], score.balanced_accuracy, score.val_loss, seconds,
@@ -150,7 +151,8 @@ def successive_halving(manifest: pd.DataFrame, cache: ImageCache, ingestion_repo
         logger.info("augmentation search: rung %d trains %s for %d epochs", rung,
                     [s.policy for s in chosen], epochs[rung - 1])
         current = [_proxy_score(s.candidate, rung, epochs[rung - 1], manifest, cache,
-                                ingestion_report, balance_plan, params, training, seed)
+                                ingestion_report, balance_plan, params, training, seed,
+                                cost_us=s.cost_us)
                    for s in chosen]
         scores += current
     return [score.record() for score in scores]
