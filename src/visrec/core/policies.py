@@ -321,7 +321,7 @@ def parse_policy(text: str, flip_crop: dict[str, Any] | None = None,
     elif flip_crop:
         index = names.index("flip_crop")
         written = components[index].model_fields_set
-        components[index] = FlipCrop(**({k: v for k, v in flip_crop.items()}
+        components[index] = FlipCrop(**(dict(flip_crop)
                                         | components[index].model_dump(include=written)))
     return sorted(components, key=lambda c: STAGES.index(c.stage))
 
