@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := data/01_raw/demo
+# Generated, git-ignored: `plots.html_template` in .dvc/config names it (relative to .dvc/).
+PLOTS_TEMPLATE := .dvc/plots/offline.html
 
 # No usage reporting from Kedro or DVC, here or in CI.
 export KEDRO_DISABLE_TELEMETRY := 1
@@ -12,15 +14,25 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # dvc.yaml stages call `kedro`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo-data run test test-fast lint viz repro clean
+.PHONY: install plots-template demo-data run test test-fast lint viz repro plots clean
 
-## install: create .venv with the pinned dependencies and visrec (editable)
-install: $(VENV)/.installed
+## install: create .venv with the pinned dependencies and visrec (editable), and the plots template
+install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+## plots-template: inline vega, vega-lite and vega-embed (npm, cached) in the page `dvc plots show` writes
+plots-template: $(PLOTS_TEMPLATE)
+
+# Remade when the script (its pinned versions) changes; the npm tarballs are cached in
+# ~/.cache/visrec/npm, so only the first build needs the npm registry. The script leaves
+# an unchanged template alone: touch it so that make sees it up to date.
+$(PLOTS_TEMPLATE): tools/plots_template.py | $(VENV)/.installed
+	$(BIN)/python tools/plots_template.py --output $@
 	touch $@
 
 ## demo-data: write the digits image folder to data/01_raw/demo when it is missing
@@ -44,9 +56,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
-## lint: ruff over src/ and tests/
+## lint: ruff over src/, tests/, benchmarks/ and tools/
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 ## viz: kedro viz on http://127.0.0.1:4141
 viz: install
@@ -56,5 +68,9 @@ viz: install
 repro: install
 	$(BIN)/dvc repro
 
+## plots: the DVC plots in dvc_plots/index.html, which renders offline (after `make run`)
+plots: install
+	$(BIN)/dvc plots show
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(PLOTS_TEMPLATE)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.browser import chromium_binary
 from visrec.core.cache import read_cache
 from visrec.core.checkpoint import CheckpointStore
 from visrec.core.demo import make_demo_digits
@@ -91,3 +92,21 @@ def tiny_params(digits_folder: Path, tmp_path: Path) -> dict:
         "params:training.image_size": 32,
         "params:evaluation": EvaluationParams(batch_size=64),
     }
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway project after `kedro run --pipelines=demo_data` and the default pipeline
+    in the test env (minutes): trained, evaluated and exported. Tests must not change it."""
+    from tests.cli import copy_project, kedro  # tests.cli imports this module: import late
+
+    project = copy_project(tmp_path_factory.mktemp("trained"))
+    kedro(project, "run", "--env", "test", "--pipelines=demo_data")
+    kedro(project, "run", "--env", "test")
+    return project
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """The Chromium binary of the browser tests (CI installs it; skipped when missing here)."""
+    return chromium_binary()

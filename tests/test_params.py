@@ -16,9 +16,11 @@ from visrec.params import (
     ClassBalanceParams,
     DemoDataParams,
     EvaluationParams,
+    ExportParams,
     IngestionParams,
     ParameterError,
     Params,
+    PredictParams,
     SwaParams,
     TrainingParams,
 )
@@ -32,6 +34,8 @@ BLOCKS: dict[str, type[Params]] = {
     "augmentation": AugmentationParams,
     "training": TrainingParams,
     "evaluation": EvaluationParams,
+    "predict": PredictParams,
+    "export": ExportParams,
 }
 
 

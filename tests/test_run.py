@@ -25,11 +25,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_run(project: Path) -> Path:
+def demo_run(trained_project: Path) -> Path:
     """`kedro run --pipelines=demo_data`, then the default pipeline, in the test env."""
-    kedro(project, "run", "--env", "test", "--pipelines=demo_data")
-    kedro(project, "run", "--env", "test")
-    return project
+    return trained_project
 
 
 def test_default_run_writes_metrics_and_weights(demo_run: Path):
@@ -37,8 +35,10 @@ def test_default_run_writes_metrics_and_weights(demo_run: Path):
     assert set(metrics) == {"final", "swa", "ema"}  # conf/base: SWA and EMA on
     for values in metrics.values():
         assert values["num_test_images"] == 300
-        for key in ("top1", "top5", "balanced_accuracy", "macro_f1"):
-            assert 0.0 <= values[key] <= 1.0
+        for key in ("top1", "top5", "balanced_accuracy", "macro_f1", "weighted_f1", "ece",
+                    "ece_calibrated", "brier", "brier_calibrated"):
+            assert 0.0 <= values[key] <= (2.0 if "brier" in key else 1.0)
+        assert values["temperature"] > 0 and values["nll"] > 0
         assert values["balanced_accuracy"] > 0.2  # 10 classes: chance is 0.1
         for group in ("many", "medium", "few"):  # 135 to 14 training images per class
             assert 0.0 <= values[f"{group}_shot_accuracy"] <= 1.0
@@ -63,8 +63,18 @@ def test_default_run_writes_metrics_and_weights(demo_run: Path):
     np.testing.assert_allclose(tsv["train_loss"], history["train_loss"].iloc[:3], rtol=1e-6)
     checkpoint = demo_run / "data/06_models/checkpoints/last.pt"
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
+    served = [name for name, values in metrics.items() if values["served"]]
+    assert len(served) == 1
+    config = json.loads((demo_run / "data/06_models/served/config.json").read_text())
+    assert config["served_from"] == served[0]
+    assert config["temperature"] == metrics[served[0]]["temperature"]
+    export = json.loads((demo_run / "data/08_reporting/export_report.json").read_text())
+    assert export["passed"] and export["weights"] == served[0]
+    assert export["onnx"]["max_abs_diff_probabilities"] < 1e-4
+    assert (demo_run / "data/06_models/exported/model.onnx").stat().st_size > 1000
     for png in ("class_distribution", "augmentation_preview", "learning_curve",
-                "confusion_matrix"):
+                "confusion_matrix", "confused_pairs", "long_tail", "reliability_diagram",
+                "high_loss_gallery"):
         with Image.open(demo_run / f"data/08_reporting/{png}.png") as image:
             assert image.width > 200 and image.height > 200
 

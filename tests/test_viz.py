@@ -28,32 +28,19 @@ from typing import Any
 
 import pytest
 
+from tests.browser import run_chromium
 from visrec.params import SEARCH_SLOTS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
-CHROMIUM = Path("/usr/bin/chromium")
 MAX_VIZ_PORT = 49151  # kedro-viz rejects higher ports
 # The stage pipelines that `train` is composed of, plus `demo_data` (registered on its own).
-STAGE_PIPELINES = ("ingestion", "class_balance", "augmentation", "training", "evaluation")
-EXPECTED_PIPELINES = {"train", "demo_data", *STAGE_PIPELINES}
+STAGE_PIPELINES = ("ingestion", "class_balance", "augmentation", "training", "evaluation",
+                   "export")
+EXPECTED_PIPELINES = {"train", "demo_data", "predict", *STAGE_PIPELINES}
 
 STARTUP_TIMEOUT_S = 120.0  # first start imports the project's pipelines: seconds, not minutes
 STOP_TIMEOUT_S = 20.0
-BROWSER_TIMEOUT_S = 120.0
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1600,1000",
-    # Virtual time lets the React app fetch the graph and lay it out before the capture.
-    "--virtual-time-budget=15000",
-)
 
 
 @dataclass(frozen=True)
@@ -214,17 +201,6 @@ def project_pipelines() -> dict[str, Any]:
     return dict(pipelines)
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    """The Chromium binary; skipped when missing locally, an error in CI (CI installs it)."""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not found: install it with `apt-get install -y chromium`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return CHROMIUM
-
-
 def _task_name(node: dict[str, Any]) -> str:
     # Task nodes carry the short `name` and the namespaced `full_name` (= Kedro's node.name).
     return node.get("full_name") or node["name"]
@@ -243,8 +219,8 @@ def test_viz_api_serves_registered_pipelines(
 
     train_nodes = project_pipelines["train"].nodes
     expected_names = {node.name for node in train_nodes}
-    assert {"list_images", "check_images", "curate_images", "train_model",
-            "evaluate_models"} <= expected_names
+    assert {"list_images", "check_images", "curate_images", "train_model", "score_splits",
+            "fit_temperatures", "choose_served_model", "export_model"} <= expected_names
 
     # /api/main shows `__default__`, but every node says which pipelines it belongs to.
     main_tasks = {_task_name(node): node for node in main["nodes"] if node["type"] == "task"}
@@ -291,18 +267,6 @@ class _GraphNodeCollector(HTMLParser):
             self.names.setdefault(kind, set()).add(name)
 
 
-def _run_chromium(binary: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(binary), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=BROWSER_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, f"chromium failed ({result.returncode}):\n{result.stderr}"
-    return result
-
-
 @pytest.mark.slow
 def test_viz_page_draws_train_graph_in_chromium(
     chromium: Path,
@@ -320,7 +284,7 @@ def test_viz_page_draws_train_graph_in_chromium(
     expected_namespaces = {node.namespace.split(".")[0] for node in nodes if node.namespace}
     assert "augmentation_search" in expected_namespaces
 
-    dom = _run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page).stdout
+    dom = run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page).stdout
     collector = _GraphNodeCollector()
     collector.feed(dom)
     missing = expected_names - collector.task_names
@@ -335,7 +299,7 @@ def test_viz_page_draws_train_graph_in_chromium(
     )
 
     screenshot = tmp_path / "kedro-viz-train.png"
-    _run_chromium(chromium, tmp_path / "profile-png", f"--screenshot={screenshot}", page)
+    run_chromium(chromium, tmp_path / "profile-png", f"--screenshot={screenshot}", page)
     assert screenshot.stat().st_size > 20_000  # a blank 1600x1000 PNG is a few kB
     with Image.open(screenshot) as image:
         assert image.size == (1600, 1000)

@@ -549,3 +549,46 @@ class EvaluationParams(Params):
     key: ClassVar[str] = "evaluation"
     batch_size: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    serve: str = Field("auto", description="weight set to serve: auto (best on validation) "
+                                           "or a name (final, swa, ema)")
+    serve_metric: Literal["balanced_accuracy", "top1", "loss"] = Field(
+        "balanced_accuracy", description="validation metric that picks the served weights")
+    temperature_scaling: bool = Field(True, description="fit T on the validation split")
+    calibration_bins: int = Field(15, ge=2, le=100, description="ECE bins (Guo et al.: 15)")
+    tta: Literal["none", "hflip"] = Field(
+        "none", description="hflip: also score the mean of each image and its mirror image "
+                            "(only for models trained with horizontal flips)")
+    top_confusions: int = Field(10, ge=1, le=100, description="confused pairs to report")
+    gallery_images: int = Field(24, ge=0, le=200, description="highest-loss test images shown")
+
+    @field_validator("serve")
+    @classmethod
+    def _serve_name(cls, value: str) -> str:
+        if not value.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ValueError("give 'auto' or the name of a weight set (final, swa, ema)")
+        return value
+
+
+class PredictParams(Params):
+    """Prediction on new images with the served model (``predict``)."""
+
+    key: ClassVar[str] = "predict"
+    input: str | list[str] | None = Field(
+        None, description="a folder (searched recursively), a text file with one image path "
+                          "per line, or a list of paths")
+    top_k: int = Field(5, ge=1, le=100, description="labels and probabilities per image")
+    batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int | None = Field(None, ge=0, description="decoding processes; None: auto")
+    max_pixels: int = Field(100_000_000, ge=1, description="width x height above which an "
+                                                          "image is refused")
+
+
+class ExportParams(Params):
+    """Export of the served model (``export``)."""
+
+    key: ClassVar[str] = "export"
+    onnx_opset: int = Field(18, ge=17, le=23, description="ONNX opset of the exported graph")
+    parity_images: int = Field(64, ge=1, description="test images the parity check runs on")
+    parity_tolerance: float = Field(1e-4, gt=0, description="max |p_onnx - p_torch| allowed")
+    batch_size: int = Field(32, ge=1, description="batch of the parity check")

@@ -6,8 +6,10 @@ from importlib import import_module
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# The stages of `train`, in order; `demo_data` stays out: it only makes sample images.
-TRAIN_STAGES = ("ingestion", "class_balance", "augmentation", "training", "evaluation")
+# The stages of `train`, in order; `demo_data` stays out (it only makes sample images), and
+# so does `predict` (it needs new images: `--params "predict.input=FOLDER"`).
+TRAIN_STAGES = ("ingestion", "class_balance", "augmentation", "training", "evaluation",
+                "export")
 COMPOSED = ("train", "__default__")
 
 

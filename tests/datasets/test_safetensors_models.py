@@ -10,8 +10,13 @@ import torch
 from kedro.io import DataCatalog, DatasetError
 from safetensors import safe_open
 
-from visrec.datasets import SafetensorsModelsDataset
-from visrec.datasets.safetensors_models import CONFIG_FILE, WEIGHTS_FILE
+from visrec.datasets import SafetensorsModelDataset, SafetensorsModelsDataset
+from visrec.datasets.safetensors_models import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    read_artifact,
+    write_artifact,
+)
 
 
 def _weight_set(seed: int, classes: list[str]) -> dict:
@@ -183,3 +188,89 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     folder = tmp_path / "models"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # not mkdtemp's 0700
     assert stat.S_IMODE((folder / "final" / "model.safetensors").stat().st_mode) == 0o644
+
+
+# --- SafetensorsModelDataset: the one served weight set ----------------------------------
+
+
+def test_single_model_round_trip(tmp_path):
+    served = _weight_set(3, ["a", "b", "c"])
+    dataset = SafetensorsModelDataset(path=str(tmp_path / "served"))
+    dataset.save(served)
+    _assert_same({"served": dataset.load()}, {"served": served})
+    folder = tmp_path / "served"
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]  # nothing left beside
+
+
+def test_single_model_save_replaces_the_previous_one(tmp_path):
+    dataset = SafetensorsModelDataset(path=str(tmp_path / "served"))
+    dataset.save(_weight_set(3, ["a", "b", "c"]))
+    (tmp_path / "served" / "stale.txt").write_text("from before")
+    replacement = _weight_set(4, ["x", "y"])
+    dataset.save(replacement)
+    _assert_same({"m": dataset.load()}, {"m": replacement})
+    assert not (tmp_path / "served" / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
+
+
+@pytest.mark.parametrize("broken", [
+    {"weights": {"fc.weight": [[1.0, 2.0]]}, "config": {}},  # not a tensor
+    {"weights": {"w": torch.zeros(2)}, "config": {"device": torch.device("cpu")}},  # not JSON
+], ids=["weights", "config"])
+def test_single_model_failed_save_keeps_the_previous_weights(tmp_path, broken):
+    served = _weight_set(3, ["a", "b", "c"])
+    dataset = SafetensorsModelDataset(path=str(tmp_path / "served"))
+    dataset.save(served)
+    with pytest.raises(DatasetError):
+        dataset.save(broken)
+    _assert_same({"m": dataset.load()}, {"m": served})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]  # staging removed
+
+
+def test_single_model_failed_first_save_leaves_nothing(tmp_path):
+    dataset = SafetensorsModelDataset(path=str(tmp_path / "served"))
+    with pytest.raises(DatasetError):
+        dataset.save({"weights": {"w": "not a tensor"}, "config": {}})
+    assert not dataset.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_single_model_load_without_a_model_names_the_evaluation_pipeline(tmp_path):
+    dataset = SafetensorsModelDataset(path=str(tmp_path / "nothing"))
+    with pytest.raises(DatasetError, match=r"no model at .*nothing.*evaluation pipeline"):
+        dataset.load()
+    (tmp_path / "nothing").mkdir()  # an empty folder is no model either
+    with pytest.raises(DatasetError, match="evaluation pipeline"):
+        dataset.load()
+
+
+def test_single_model_exists(tmp_path):
+    folder = tmp_path / "served"
+    dataset = SafetensorsModelDataset(path=str(folder))
+    assert not dataset.exists()
+    folder.mkdir()
+    (folder / CONFIG_FILE).write_text("{}")  # a config without weights is not a model
+    assert not dataset.exists()
+    dataset.save(_weight_set(3, ["a"]))
+    assert dataset.exists()
+
+
+def test_single_model_catalog_entry(tmp_path):
+    catalog = DataCatalog.from_config({"served_model": {
+        "type": "visrec.datasets.SafetensorsModelDataset",
+        "path": str(tmp_path / "06_models" / "served")}})
+    served = _weight_set(5, ["a", "b"])
+    catalog.save("served_model", served)
+    _assert_same({"m": catalog.load("served_model")}, {"m": served})
+    assert (tmp_path / "06_models" / "served" / WEIGHTS_FILE).is_file()
+
+
+def test_read_and_write_artifact(tmp_path):
+    artifact = _weight_set(6, ["a", "b"])
+    write_artifact(tmp_path, artifact)
+    _assert_same({"m": read_artifact(tmp_path)}, {"m": artifact})
+    # The config is written with sorted keys and a final newline (diff-friendly).
+    text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    assert text.endswith("}\n")
+    assert text == json.dumps(artifact["config"], indent=2, sort_keys=True) + "\n"

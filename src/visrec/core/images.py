@@ -153,6 +153,40 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def _decode(image: Image.Image, channels: int) -> Image.Image:
+    """Decode the pixels of an opened image into the model's mode, or raise Rejected."""
+    try:
+        image.load()
+        return to_model_mode(image, channels)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise _failure(error) from None
+
+
+def read_checked(path: Path, channels: int, max_pixels: int) -> Image.Image:
+    """Decode an image file as ingestion checks it, for readers that meet unchecked files.
+
+    Args:
+        path: The file.
+        channels: 3 for RGB, 1 for grayscale.
+        max_pixels: Larger images are refused.
+
+    Returns:
+        The image in the model's mode (:func:`to_model_mode`).
+
+    Raises:
+        Rejected: With one of ingestion's quarantine reasons (``not_an_image``,
+            ``truncated``, ``empty_file``, ``too_many_pixels``, ``unreadable``).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise Rejected("unreadable", f"{type(error).__name__}: {error}") from None
+    if not data:
+        raise Rejected("empty_file", "0 bytes")
+    with _pixel_limit(max_pixels):
+        return _decode(_open(data, max_pixels), channels)
+
+
 def inspect_file(root: Path, relative: str, previous_hash: str,
                  settings: InspectSettings) -> Inspection:
     """:func:`_inspect` one file under the pixel limit of ``settings``."""
@@ -187,11 +221,7 @@ def _inspect(root: Path, relative: str, previous_hash: str,
             return Inspection(relative, digest, "same", "", 0, 0, "", "", None)
         image = _open(data, settings.max_pixels)
         image_format, mode, size = image.format or "", image.mode, image.size
-        try:
-            image.load()
-            shown = to_model_mode(image, settings.channels)
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise _failure(error) from None
+        shown = _decode(image, settings.channels)
     except Rejected as rejected:
         return Inspection(relative, digest, image_format, mode, size[0], size[1],
                           rejected.reason, rejected.detail, None)

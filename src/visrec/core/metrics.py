@@ -39,8 +39,9 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         probabilities: Predicted class probabilities (or scores), shape (N, K).
 
     Returns:
-        top1, top5 (only with more than 5 classes), balanced_accuracy, macro_f1 (over the
-        classes present in ``labels`` or predicted) and num_test_images.
+        top1, top5 (only with more than 5 classes), balanced_accuracy, macro_f1 and
+        weighted_f1 (over the classes present in ``labels`` or predicted; weighted by
+        support) and num_test_images.
     """
     num_classes = probabilities.shape[1]
     predicted = probabilities.argmax(axis=1)
@@ -54,6 +55,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     present = np.union1d(labels, predicted)
     metrics["macro_f1"] = float(f1_score(labels, predicted, average="macro", labels=present,
                                          zero_division=0))
+    metrics["weighted_f1"] = float(f1_score(labels, predicted, average="weighted",
+                                            labels=present, zero_division=0))
     metrics["num_test_images"] = len(labels)
     return metrics
 
@@ -97,3 +100,29 @@ def group_accuracies(labels: np.ndarray, predicted: np.ndarray,
         if chosen.any():
             result[f"{group}_shot_accuracy"] = float(recall[chosen].mean())
     return result
+
+
+def confused_pairs(counts: np.ndarray, classes: list[str], top: int) -> pd.DataFrame:
+    """The ``top`` most frequent mistakes: (true, predicted) pairs off the diagonal.
+
+    Args:
+        counts: Confusion counts, rows true classes, columns predicted classes.
+        classes: Class names in class-index order.
+        top: How many pairs to return (fewer when fewer pairs were ever confused).
+
+    Returns:
+        Columns ``true``, ``predicted``, ``images`` (the count) and ``rate`` (the share of
+        the true class's test images that went to ``predicted``), most frequent first; ties
+        in count go to the higher rate, then to class order.
+    """
+    off = counts.astype(np.int64).copy()
+    np.fill_diagonal(off, 0)
+    rows, columns = np.nonzero(off)
+    support = counts.sum(axis=1)
+    table = pd.DataFrame({"true": np.asarray(classes, dtype=object)[rows],
+                          "predicted": np.asarray(classes, dtype=object)[columns],
+                          "images": off[rows, columns],
+                          "rate": off[rows, columns] / np.maximum(support[rows], 1),
+                          "_order": np.arange(len(rows))})
+    table = table.sort_values(["images", "rate", "_order"], ascending=[False, False, True])
+    return table.drop(columns="_order").head(top).reset_index(drop=True)

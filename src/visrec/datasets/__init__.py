@@ -3,8 +3,13 @@
 from visrec.datasets.atomic import AtomicDataset
 from visrec.datasets.folder import FigureFolderDataset
 from visrec.datasets.image_cache import ImageCacheDataset
-from visrec.datasets.safetensors_models import SafetensorsModelsDataset
+from visrec.datasets.raw_bytes import BytesDataset
+from visrec.datasets.safetensors_models import (
+    SafetensorsModelDataset,
+    SafetensorsModelsDataset,
+)
 from visrec.datasets.training_run import CheckpointDataset, LiveDataset
 
-__all__ = ["AtomicDataset", "CheckpointDataset", "FigureFolderDataset", "ImageCacheDataset",
-           "LiveDataset", "SafetensorsModelsDataset"]
+__all__ = ["AtomicDataset", "BytesDataset", "CheckpointDataset", "FigureFolderDataset",
+           "ImageCacheDataset", "LiveDataset", "SafetensorsModelDataset",
+           "SafetensorsModelsDataset"]

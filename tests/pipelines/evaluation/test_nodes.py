@@ -1,13 +1,15 @@
 """Unit tests of the evaluation nodes."""
 
+import logging
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from visrec.params import EvaluationParams
-from visrec.pipelines.evaluation.nodes import evaluate_models
+from visrec.pipelines.evaluation.nodes import fit_temperatures, score_splits
 
 REPORT = {"classes": ["a", "b"], "root": "."}
-COUNTS = pd.DataFrame({"label": ["a", "b"], "train": [5, 5], "group": ["few", "few"]})
 
 
 def _manifest(split: str) -> pd.DataFrame:
@@ -17,11 +19,24 @@ def _manifest(split: str) -> pd.DataFrame:
 
 def test_no_test_images_is_a_clear_error():
     with pytest.raises(ValueError, match=r"ingestion\.test_fraction"):
-        evaluate_models({"final": {}}, _manifest("train"), None, REPORT, COUNTS,
-                        EvaluationParams())
+        score_splits({"final": {}}, _manifest("train"), REPORT, EvaluationParams())
 
 
 def test_no_trained_weights_is_a_clear_error():
     with pytest.raises(ValueError, match="run the training pipeline first"):
-        evaluate_models({}, _manifest("test"), None, REPORT, COUNTS,
-                        EvaluationParams())
+        score_splits({}, _manifest("test"), REPORT, EvaluationParams())
+
+
+def test_temperature_is_one_without_validation_split_or_when_off(caplog):
+    rng = np.random.default_rng(0)
+    logits = {"final": {"test": rng.normal(size=(4, 2))}}
+    with caplog.at_level(logging.WARNING):
+        assert fit_temperatures(logits, _manifest("test"), EvaluationParams()) == {"final": 1.0}
+    assert "no validation split to fit the temperature on" in caplog.text
+    manifest = pd.concat([_manifest("val")] * 3, ignore_index=True).assign(
+        class_index=[0, 1, 0])
+    val = {"final": {"val": np.array([[5.0, 0.0], [4.0, 0.0], [6.0, 0.0]])}}
+    assert fit_temperatures(val, manifest, EvaluationParams(temperature_scaling=False)) == {
+        "final": 1.0}
+    fitted = fit_temperatures(val, manifest, EvaluationParams())["final"]
+    assert fitted > 1.0  # one of three confident predictions is wrong: soften

@@ -4,10 +4,12 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.figure import Figure
 
 from tests.pipelines.helpers import only, run_pipeline
-from visrec.params import ClassBalanceParams
+from visrec.core.calibration import negative_log_likelihood, softmax
+from visrec.params import AugmentationParams, ClassBalanceParams, EvaluationParams
 from visrec.pipelines import augmentation, class_balance, ingestion, training
 from visrec.pipelines.evaluation import create_pipeline
 
@@ -18,25 +20,37 @@ def _upstream(params):
     return run_pipeline(before, only(params, before))
 
 
-INPUTS = ["trained_models", "image_manifest", "image_cache", "ingestion_report", "class_counts"]
+INPUTS = ["trained_models", "image_manifest", "ingestion_report", "class_counts"]
+
+
+def _evaluate(params):
+    """Train upstream, then run evaluation: its inputs and its catalog."""
+    upstream = _upstream(params)
+    pipeline = create_pipeline()
+    inputs = {name: upstream[name].load() for name in INPUTS}
+    return inputs, run_pipeline(pipeline, inputs | only(params, pipeline))
+
+
+HEADLINE = {"top1", "top5", "balanced_accuracy", "macro_f1", "weighted_f1", "num_test_images",
+            "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy"}
+CALIBRATION = {"ece", "nll", "brier", "ece_calibrated", "nll_calibrated", "brier_calibrated",
+               "temperature"}
 
 
 def test_metrics_per_weight_set(tiny_params):
     params = tiny_params | {"params:class_balance": ClassBalanceParams(
         strategy="class_balanced_sampler", groups={"many": 15, "few": 10})}
-    upstream = _upstream(params)
-    pipeline = create_pipeline()
-    inputs = {name: upstream[name].load() for name in INPUTS}
-    catalog = run_pipeline(pipeline, inputs | only(params, pipeline))
+    inputs, catalog = _evaluate(params)
     metrics = catalog["metrics"].load()
     predictions = catalog["test_predictions"].load()
     report = catalog["per_class_report"].load()
     counts = inputs["class_counts"]
+    manifest = inputs["image_manifest"]
+    logits = catalog["evaluation_logits"].load()
+    val_labels = manifest.loc[manifest["split"] == "val", "class_index"].to_numpy()
     assert set(metrics) == {"final", "swa"}
     for name, values in metrics.items():
-        assert set(values) == {"top1", "top5", "balanced_accuracy", "macro_f1",
-                               "num_test_images", "many_shot_accuracy", "medium_shot_accuracy",
-                               "few_shot_accuracy"}
+        assert set(values) == HEADLINE | CALIBRATION | {"val", "served"}
         assert values["num_test_images"] == 60
         hits = predictions["actual"] == predictions[f"predicted_{name}"]
         assert values["top1"] == pytest.approx(np.mean(hits))
@@ -51,11 +65,76 @@ def test_metrics_per_weight_set(tiny_params):
                 rows.loc[rows["group"] == group, "recall"].mean())
         # Each test class has 6 images: balanced accuracy is the mean recall.
         assert values["balanced_accuracy"] == pytest.approx(rows["recall"].mean())
+        # The temperature is the NLL minimiser on validation: neither end moves it lower.
+        split = logits[name]
+        assert split["val"].shape == (len(val_labels), 10)
+        assert "test_hflip" not in split  # evaluation.tta defaults to none
+        t = values["temperature"]
+        nll = {f: negative_log_likelihood(softmax(split["val"], t * f), val_labels)
+               for f in (0.9, 1.0, 1.1)}
+        assert nll[1.0] <= min(nll[0.9], nll[1.1]) + 1e-9
+        # The calibrated confidence in the predictions file uses that temperature.
+        np.testing.assert_allclose(predictions[f"confidence_{name}"],
+                                   softmax(split["test"], t).max(axis=1), atol=1e-6)
     assert len(predictions) == 60
+    # The served weight set is the best on validation balanced accuracy (then val loss).
+    table = catalog["weight_sets"].load()
+    assert table["weights"].tolist() == ["final", "swa"]
+    best = table.sort_values(["val_balanced_accuracy", "val_loss"],
+                             ascending=[False, True]).iloc[0]["weights"]
+    assert table.loc[table["served"], "weights"].tolist() == [best]
+    assert [n for n, v in metrics.items() if v["served"]] == [best]
+    served = catalog["served_model"].load()
+    assert served["config"]["served_from"] == best
+    assert served["config"]["temperature"] == metrics[best]["temperature"]
+    trained = inputs["trained_models"][best]["weights"]
+    assert all(torch.equal(trained[k], v) for k, v in served["weights"].items())
+    _check_reports(catalog, best, predictions, report)
+
+
+def _check_reports(catalog, best, predictions, report):
+    """The figures and tables drawn for the served weights."""
     figure = catalog["confusion_matrix"].load()
     assert isinstance(figure, Figure)
-    assert [ax.get_title() for ax in figure.axes] == ["final weights (row-normalised)",
-                                                       "swa weights (row-normalised)"]
+    assert figure.axes[0].get_title().startswith(f"Confusion matrix, {best} weights (served)")
+    pairs = catalog["confused_pairs"].load()
+    served_hits = predictions["actual"] == predictions[f"predicted_{best}"]
+    assert pairs["images"].sum() <= (~served_hits).sum()
+    if len(pairs):
+        top = pairs.iloc[0]
+        wrong = predictions[(predictions["actual"] == top["true"])
+                            & (predictions[f"predicted_{best}"] == top["predicted"])]
+        assert len(wrong) == top["images"]
+    long_tail = catalog["long_tail"].load()
+    assert long_tail["accuracy"].tolist() == pytest.approx(
+        report.loc[report["weights"] == best, "recall"].tolist())
+    reliability = catalog["reliability"].load()
+    assert len(reliability) == 15
+    assert reliability["images"].sum() == reliability["images_calibrated"].sum() == 60
+    for name in ("confused_pairs_chart", "long_tail_chart", "reliability_diagram",
+                 "high_loss_gallery"):
+        assert isinstance(catalog[name].load(), Figure)
+    gallery = catalog["high_loss_gallery"].load()
+    assert len([ax for ax in gallery.axes if ax.images]) == 24
+
+
+def test_hflip_tta_is_reported_separately_for_models_trained_with_flips(tiny_params):
+    params = tiny_params | {
+        "params:augmentation": AugmentationParams(policy="flip_crop", hflip=True,
+                                                  preview_images=2, preview_repeats=2),
+        "params:evaluation": EvaluationParams(batch_size=64, tta="hflip", serve="final")}
+    inputs, catalog = _evaluate(params)
+    metrics = catalog["metrics"].load()
+    logits = catalog["evaluation_logits"].load()
+    labels = inputs["image_manifest"].query("split == 'test'")["class_index"].to_numpy()
+    for name, values in metrics.items():
+        tta = values["tta_hflip"]
+        split = logits[name]
+        t = values["temperature"]
+        mean = (softmax(split["test"], t) + softmax(split["test_hflip"], t)) / 2
+        assert tta["top1"] == pytest.approx(np.mean(mean.argmax(axis=1) == labels))
+        assert not np.allclose(split["test"], split["test_hflip"])  # really mirrored
+    assert catalog["served_model"].load()["config"]["served_from"] == "final"  # as asked
 
 
 def test_single_image_class_without_test_images_is_reported_not_fatal(tiny_params, caplog):

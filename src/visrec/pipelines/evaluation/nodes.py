@@ -1,6 +1,7 @@
 """Nodes of the evaluation pipeline."""
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -8,89 +9,301 @@ import torch
 from matplotlib.figure import Figure
 
 from visrec.core.balance import class_list
-from visrec.core.cache import ImageCache
-from visrec.core.data import make_loader, manifest_dataset
-from visrec.core.engine import predict
-from visrec.core.metrics import (
-    classification_metrics,
-    confusion,
-    group_accuracies,
-    per_class_report,
+from visrec.core.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability_table,
+    softmax,
 )
+from visrec.core.data import manifest_dataset
+from visrec.core.evaluate import (
+    choose_served,
+    comparison_table,
+    split_logits,
+    test_metrics,
+    trained_with_hflip,
+    tta_metrics,
+    validation_metrics,
+)
+from visrec.core.metrics import confused_pairs, confusion, per_class_report
 from visrec.core.models import model_from_artifact, select_device
-from visrec.core.plots import confusion_figure
-from visrec.core.transforms import build_eval_transform
+from visrec.core.plots import (
+    confused_pairs_figure,
+    gallery_figure,
+    long_tail_figure,
+    reliability_figure,
+    sorted_confusion_figure,
+)
 from visrec.params import EvaluationParams
 
 logger = logging.getLogger(__name__)
 
 
-def _test_probabilities(artifact: dict, test: pd.DataFrame, cache: ImageCache, root: str,
-                        params: EvaluationParams) -> np.ndarray:
-    config = artifact["config"]
-    device = select_device(params.device, key="evaluation.device")
-    model = model_from_artifact(artifact).to(device)
-    transform = build_eval_transform(config["image_size"], config["mean"], config["std"],
-                                     config["interpolation"])
-    dataset = manifest_dataset(test, cache, root, transform, int(config.get("in_chans", 3)))
-    loader = make_loader(dataset, params.batch_size, device, seed=0, train=False)
-    logits, _ = predict(model, loader, device)
-    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+def _split(manifest: pd.DataFrame, name: str) -> pd.DataFrame:
+    return manifest[manifest["split"] == name]
 
 
-def evaluate_models(trained_models: dict[str, dict], manifest: pd.DataFrame,
-                    cache: ImageCache | None, ingestion_report: dict,
-                    class_counts: pd.DataFrame, params: EvaluationParams
-                    ) -> tuple[dict, pd.DataFrame, Figure, pd.DataFrame]:
-    """Score every weight set on the test split.
+def _labels(manifest: pd.DataFrame, name: str) -> np.ndarray:
+    return _split(manifest, name)["class_index"].to_numpy()
+
+
+def score_splits(trained_models: dict[str, dict], manifest: pd.DataFrame,
+                 ingestion_report: dict, params: EvaluationParams
+                 ) -> dict[str, dict[str, np.ndarray]]:
+    """Logits of every weight set on the validation and test splits, from the image files
+    (the input prediction gets, not the packed cache's resized copies).
 
     Args:
-        trained_models: Weight sets by name (``final``, ``swa``), each with its config.
-        manifest: The ingestion manifest; its ``test`` rows are scored.
-        cache: The packed images the manifest's ``cache_index`` points into.
-        ingestion_report: Gives the image root and the classes.
-        class_counts: Training images and many/medium/few-shot group of each class.
-        params: The ``evaluation`` block.
+        trained_models: Weight sets by name (``final``, ``swa``, ``ema``), each with its config.
+        manifest: The ingestion manifest.
+        ingestion_report: Gives the image root.
+        params: The ``evaluation`` block (batch size, device, test-time augmentation).
 
     Returns:
-        ``(metrics, per_class, confusion_plot, predictions)``: headline metrics per weight
-        set, accuracy per shot group included; per-class precision/recall/F1/support, group
-        and training images per weight set; confusion matrices; one row per test image
-        with ``predicted_<weights>`` and ``confidence_<weights>``.
+        ``{weights: {"val": logits, "test": logits[, "test_hflip": logits]}}``, each N x K
+        in manifest row order; ``test_hflip`` only with ``tta: hflip`` and a weight set
+        trained with horizontal flips.
     """
     if not trained_models:
         raise ValueError("evaluation: no trained weights in data/06_models/classifier; "
                          "run the training pipeline first")
-    test = manifest[manifest["split"] == "test"]
-    if test.empty:
+    if _split(manifest, "test").empty:
         raise ValueError("evaluation: the manifest has no test images; set "
                          "ingestion.test_fraction > 0 or add a test/ folder")
+    device = select_device(params.device, key="evaluation.device")
+    splits = {name: _split(manifest, name) for name in ("val", "test")}
+    logits = {}
+    for name, artifact in trained_models.items():
+        hflip = params.tta == "hflip" and trained_with_hflip(artifact["config"])
+        if params.tta == "hflip" and not hflip:
+            logger.info("evaluation.tta = 'hflip': skipped for %s weights, trained without "
+                        "horizontal flips (their augmentation spec has hflip=false)", name)
+        model = model_from_artifact(artifact).to(device)
+        logits[name] = split_logits(model, artifact["config"], splits,
+                                    ingestion_report["root"], params.batch_size, device, hflip)
+    return logits
+
+
+def fit_temperatures(logits: dict[str, dict[str, np.ndarray]], manifest: pd.DataFrame,
+                     params: EvaluationParams) -> dict[str, float]:
+    """Temperature scaling (Guo et al. 2017): one T per weight set, fitted on validation.
+
+    Args:
+        logits: :func:`score_splits` output.
+        manifest: Gives the validation labels.
+        params: The ``evaluation`` block (``temperature_scaling``).
+
+    Returns:
+        ``{weights: T}``; 1.0 when scaling is off or there is no validation split.
+    """
+    labels = _labels(manifest, "val")
+    if params.temperature_scaling and len(labels) == 0:
+        logger.warning("evaluation: no validation split to fit the temperature on; "
+                       "probabilities are left uncalibrated (T = 1)")
+    temperatures = {}
+    for name, split in logits.items():
+        fitted = params.temperature_scaling and "val" in split
+        temperatures[name] = fit_temperature(split["val"], labels) if fitted else 1.0
+        logger.info("%s weights: temperature %.4f (fitted on %d validation images)", name,
+                    temperatures[name], len(labels) if fitted else 0)
+    return temperatures
+
+
+def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: dict[str, float],
+                      manifest: pd.DataFrame, ingestion_report: dict,
+                      class_counts: pd.DataFrame, params: EvaluationParams
+                      ) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Test metrics of every weight set, the comparison table and the served choice.
+
+    Args:
+        logits: :func:`score_splits` output.
+        temperatures: :func:`fit_temperatures` output.
+        manifest: Gives the validation and test labels and the test paths.
+        ingestion_report: Gives the classes.
+        class_counts: Training images and many/medium/few-shot group of each class.
+        params: The ``evaluation`` block (served weights, ECE bins).
+
+    Returns:
+        ``(metrics, weight_sets, per_class, predictions)``: metrics by weight set (headline,
+        shot groups, calibration before and after, ``val``, ``served``, ``tta_hflip``
+        when scored); one row per weight set with the served one marked; per-class
+        precision/recall/F1/support per weight set; one row per test image with
+        ``predicted_<weights>`` and the calibrated ``confidence_<weights>``.
+    """
     classes = ingestion_report["classes"]
-    labels = test["class_index"].to_numpy()
+    test = _split(manifest, "test")
+    labels, val_labels = test["class_index"].to_numpy(), _labels(manifest, "val")
     groups = class_counts.set_index("label").loc[classes, ["train", "group"]]
+    class_groups = groups["group"].tolist()
     untested = [c for c, n in zip(classes, np.bincount(labels, minlength=len(classes)),
                                   strict=True) if n == 0]
     if untested:
         logger.warning("evaluation: classes %s have no test image: their accuracy is not "
                        "measured, and balanced accuracy and group accuracy leave them out",
                        class_list(untested))
-    metrics, reports, matrices = {}, [], {}
+    metrics, validation, reports = {}, {}, []
     # One column pair per weight set, so each gets its own `dvc plots` confusion matrix.
     predictions = pd.DataFrame({"path": test["path"].to_numpy(),
                                 "actual": test["label"].to_numpy()})
-    for name, artifact in trained_models.items():
-        probabilities = _test_probabilities(artifact, test, cache, ingestion_report["root"],
-                                            params)
-        predicted = probabilities.argmax(axis=1)
-        metrics[name] = classification_metrics(labels, probabilities) | group_accuracies(
-            labels, predicted, groups["group"].tolist())
+    for name, split in logits.items():
+        temperature = temperatures[name]
+        metrics[name] = test_metrics(split["test"], labels, temperature, class_groups,
+                                     params.calibration_bins)
+        validation[name] = validation_metrics(split.get("val"), val_labels)
+        if "test_hflip" in split:
+            metrics[name]["tta_hflip"] = tta_metrics(split["test"], split["test_hflip"], labels,
+                                                     temperature, class_groups,
+                                                     params.calibration_bins)
+        predicted = split["test"].argmax(axis=1)
         reports.append(per_class_report(labels, predicted, classes).assign(
             group=groups["group"].to_numpy(), train_images=groups["train"].to_numpy(),
             weights=name))
-        matrices[name] = confusion(labels, predicted, len(classes))
         predictions[f"predicted_{name}"] = np.asarray(classes)[predicted]
-        predictions[f"confidence_{name}"] = probabilities.max(axis=1).round(6)
-        logger.info("%s weights on %d test images: %s", name, len(test),
-                    ", ".join(f"{k}={v:.4g}" for k, v in metrics[name].items()))
-    return (metrics, pd.concat(reports, ignore_index=True), confusion_figure(matrices, classes),
-            predictions)
+        predictions[f"confidence_{name}"] = softmax(split["test"], temperature).max(
+            axis=1).round(6)
+    served = choose_served(comparison_table(metrics, validation), params.serve,
+                           params.serve_metric)
+    for name in metrics:
+        metrics[name] |= {"val": validation[name], "served": name == served}
+    table = comparison_table(metrics, validation, served)
+    logger.info("weight sets (served: %s, by validation %s):\n%s", served,
+                params.serve_metric, table.to_string(index=False, float_format="%.4f"))
+    return metrics, table, pd.concat(reports, ignore_index=True), predictions
+
+
+def served_model(trained_models: dict[str, dict], weight_sets: pd.DataFrame,
+                 temperatures: dict[str, float]) -> dict[str, Any]:
+    """The weight set marked to serve, with its temperature and figures in its config.
+
+    Args:
+        trained_models: Weight sets by name.
+        weight_sets: The comparison table (:func:`score_weight_sets`); one row is served.
+        temperatures: Temperature of each weight set.
+
+    Returns:
+        ``{"weights": tensors, "config": config}``: the training config plus
+        ``temperature``, ``served_from`` and ``test_metrics``.
+    """
+    row = weight_sets[weight_sets["served"]].iloc[0]
+    name = row["weights"]
+    artifact = trained_models[name]
+    scores = {k: float(v) for k, v in row.items() if k not in ("weights", "served")}
+    config = artifact["config"] | {"temperature": temperatures[name], "served_from": name,
+                                   "scores": scores}
+    return {"weights": artifact["weights"], "config": config}
+
+
+def _served(served: dict[str, Any], logits: dict[str, dict[str, np.ndarray]]
+            ) -> tuple[str, float, np.ndarray]:
+    config = served["config"]
+    name = config["served_from"]
+    return name, float(config["temperature"]), logits[name]["test"]
+
+
+def confusion_report(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any],
+                     manifest: pd.DataFrame, ingestion_report: dict,
+                     class_counts: pd.DataFrame, params: EvaluationParams
+                     ) -> tuple[Figure, pd.DataFrame, Figure]:
+    """The served weights' sorted confusion matrix and most-confused class pairs.
+
+    Returns:
+        ``(confusion_figure, pairs, pairs_figure)``: classes sorted by training images
+        with the top confusions numbered; the pairs as a table (``pair``, ``true``,
+        ``predicted``, ``images``, ``rate``) and as a bar chart.
+    """
+    name, _, test_logits = _served(served, logits)
+    classes = ingestion_report["classes"]
+    labels = _labels(manifest, "test")
+    counts = confusion(labels, test_logits.argmax(axis=1), len(classes))
+    pairs = confused_pairs(counts, classes, params.top_confusions)
+    train = class_counts.set_index("label").loc[classes]
+    order = np.lexsort((np.arange(len(classes)), -train["train"].to_numpy()))
+    figure = sorted_confusion_figure(counts, classes, order, train["group"].tolist(), pairs,
+                                     f"Confusion matrix, {name} weights (served), row-normalised"
+                                     f"; {len(labels)} test images")
+    pairs_figure = confused_pairs_figure(pairs, f"Most confused class pairs, {name} weights")
+    pairs.insert(0, "pair", [f"{t} → {p}" for t, p in zip(pairs["true"], pairs["predicted"],
+                                                          strict=True)])
+    return figure, pairs, pairs_figure
+
+
+def long_tail_report(served: dict[str, Any], per_class: pd.DataFrame) -> tuple[pd.DataFrame,
+                                                                              Figure]:
+    """Per-class test accuracy of the served weights against training images.
+
+    Returns:
+        ``(table, figure)``: ``label``, ``group``, ``train_images``, ``test_images`` and
+        ``accuracy`` (recall) of every class with test images; the scatter plot.
+    """
+    name = served["config"]["served_from"]
+    rows = per_class[per_class["weights"] == name]
+    figure = long_tail_figure(rows, f"Per-class accuracy against training images, "
+                                    f"{name} weights")
+    tested = rows[rows["support"] > 0]
+    table = pd.DataFrame({"label": tested["label"], "group": tested["group"],
+                          "train_images": tested["train_images"],
+                          "test_images": tested["support"], "accuracy": tested["recall"]})
+    return table, figure
+
+
+def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any],
+                       manifest: pd.DataFrame, params: EvaluationParams
+                       ) -> tuple[pd.DataFrame, Figure]:
+    """The served weights' reliability diagram on test, before and after temperature scaling.
+
+    Returns:
+        ``(table, figure)``: one row per bin with ``confidence`` (bin centre), and
+        ``accuracy``/``mean_confidence``/``images`` before and after (``_calibrated``);
+        empty bins have no accuracy. The figure draws both diagrams.
+    """
+    name, temperature, test_logits = _served(served, logits)
+    labels = _labels(manifest, "test")
+    bins = params.calibration_bins
+    probabilities = {"before": softmax(test_logits),
+                     f"after (T = {temperature:.3f})": softmax(test_logits, temperature)}
+    tables = {k: reliability_table(p, labels, bins) for k, p in probabilities.items()}
+    eces = {k: expected_calibration_error(p, labels, bins) for k, p in probabilities.items()}
+    before, after = tables.values()
+    figure = reliability_figure(tables, eces,
+                                f"Reliability on test, {name} weights, "
+                                f"{params.calibration_bins} bins")
+    table = pd.DataFrame({"confidence": ((before["lower"] + before["upper"]) / 2).round(6)})
+    for suffix, source in (("", before), ("_calibrated", after)):
+        table[f"accuracy{suffix}"] = source["accuracy"]
+        table[f"mean_confidence{suffix}"] = source["confidence"]
+        table[f"images{suffix}"] = source["images"]
+    table["ideal"] = table["confidence"]  # perfect calibration, for `dvc plots`
+    return table, figure
+
+
+def _as_float_image(image: Any) -> torch.Tensor:
+    """A CxHxW float image in [0, 1] from a PIL image."""
+    pixels = np.asarray(image)
+    return torch.tensor(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1) / 255.0
+
+
+def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any],
+                 manifest: pd.DataFrame, ingestion_report: dict,
+                 params: EvaluationParams) -> Figure:
+    """The test images the served weights get most wrong: highest cross-entropy first.
+
+    Each image is captioned with its true label, the predicted label and the calibrated
+    probability of the prediction.
+    """
+    name, temperature, test_logits = _served(served, logits)
+    test = _split(manifest, "test")
+    labels = test["class_index"].to_numpy()
+    probabilities = softmax(test_logits, temperature)
+    losses = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12))
+    worst = np.argsort(-losses, kind="stable")[:params.gallery_images]
+    classes = ingestion_report["classes"]
+    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report["root"], None,
+                               int(ingestion_report.get("channels", 3)))
+    images, captions = [], []
+    for position, row in enumerate(worst):
+        predicted = int(probabilities[row].argmax())
+        images.append(_as_float_image(dataset[position][0]))
+        captions.append(f"true {classes[labels[row]]}\npredicted {classes[predicted]} "
+                        f"({probabilities[row, predicted]:.2f})\nloss {losses[row]:.2f}")
+    return gallery_figure(images, captions, f"Highest-loss test images, {name} weights "
+                                            f"(calibrated probabilities)")

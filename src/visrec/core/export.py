@@ -1,0 +1,112 @@
+"""Export of a served model: ONNX (dynamic batch) and TorchScript, checked against PyTorch.
+
+The exported graph takes the images as the evaluation transform gives them (resized,
+centre-cropped, normalised with the config's mean and std, ``N x C x H x W`` float32) and
+returns ``logits`` and calibrated ``probabilities`` (``softmax(logits / T)`` with the
+temperature stored with the model). The ONNX file carries the classes and the input
+config as metadata, so that a server needs nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("logits", "probabilities")
+METADATA_KEYS = ("classes", "image_size", "mean", "std", "interpolation", "in_chans",
+                 "temperature", "architecture", "served_from")
+
+
+class ServingModel(nn.Module):
+    """A classifier with its temperature: ``(logits, softmax(logits / T))``."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and calibrated probabilities of a batch of normalised images."""
+        logits = self.model(images)
+        return logits, torch.softmax(logits / self.temperature, dim=1)
+
+
+def serving_metadata(config: dict[str, Any]) -> dict[str, str]:
+    """What a server needs besides the graph, as JSON strings by key."""
+    return {key: json.dumps(config[key]) for key in METADATA_KEYS if key in config}
+
+
+def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
+                metadata: dict[str, str]) -> bytes:
+    """The ONNX graph of ``module`` with a dynamic batch axis, as bytes.
+
+    Uses torch's ``torch.export``-based exporter (``dynamo=True``, through onnxscript).
+
+    Args:
+        module: The model to export, in eval mode.
+        example: A batch of at least 2 images (a batch of 1 would be specialised).
+        opset: The ONNX opset.
+        metadata: Stored in the model's ``metadata_props``.
+    """
+    import onnx  # noqa: PLC0415
+
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's progress notes are warnings
+        program = torch.onnx.export(module.eval(), (example,), dynamo=True, opset_version=opset,
+                                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                    dynamic_shapes={"images": {0: batch}}, optimize=True,
+                                    verbose=False)
+    proto = program.model_proto
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def export_torchscript(module: ServingModel, example: torch.Tensor) -> bytes:
+    """``module`` traced to TorchScript, as the bytes of a ``torch.jit.save`` archive."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, but it is what many serving
+        # stacks (TorchServe, LibTorch in C++) still load.
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.trace(module.eval(), example), buffer)
+    return buffer.getvalue()
+
+
+def onnx_outputs(onnx_bytes: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Run an ONNX graph on the CPU with onnxruntime: outputs by name."""
+    import onnxruntime  # noqa: PLC0415
+
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, {INPUT_NAME: images}), strict=True))
+
+
+def torchscript_outputs(archive: bytes, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Run a TorchScript archive on the CPU: outputs by name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(io.BytesIO(archive), map_location="cpu")
+    with torch.no_grad():
+        return {name: value.numpy() for name, value in zip(OUTPUT_NAMES, module(images),
+                                                           strict=True)}
+
+
+def max_difference(reference: dict[str, np.ndarray],
+                   other: dict[str, np.ndarray]) -> dict[str, float]:
+    """Largest absolute difference of each output, ``max_abs_diff_<name>``."""
+    return {f"max_abs_diff_{name}": float(np.abs(reference[name] - other[name]).max())
+            for name in OUTPUT_NAMES}

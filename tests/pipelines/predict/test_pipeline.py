@@ -1,0 +1,95 @@
+"""The predict pipeline classifies any folder layout or list of paths; bad files are listed."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import write_png
+from tests.pipelines.helpers import run_pipeline
+from tests.pipelines.served import CLASSES, served_artifact
+from visrec.core.calibration import softmax
+from visrec.core.images import load_image
+from visrec.core.models import model_from_artifact
+from visrec.core.predict import PredictInputError, Predictor, list_inputs
+from visrec.params import PredictParams
+from visrec.pipelines.predict import create_pipeline
+
+
+def _folder(root: Path) -> Path:
+    """Valid PNGs nested and flat, a corrupt PNG, a text file, an empty file, a hidden file."""
+    write_png(root / "flat.png", (40, 30), seed=1)
+    write_png(root / "a" / "b" / "deep.png", (20, 50), seed=2)
+    write_png(root / "a" / "grey.png", (32, 32), seed=3)
+    Image.open(root / "a" / "grey.png").convert("L").save(root / "a" / "grey.png")
+    (root / "a" / "corrupt.png").write_bytes((root / "flat.png").read_bytes()[:60])
+    (root / "notes.txt").write_text("not an image\n")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / ".hidden.png").write_bytes(b"junk")
+    return root
+
+
+def _predict(params: PredictParams, served: dict) -> tuple:
+    catalog = run_pipeline(create_pipeline(), {"served_model": served,
+                                               "params:predict": params})
+    return catalog["predictions"].load(), catalog["prediction_failures"].load()
+
+
+def test_folder_of_any_layout_with_bad_files(tmp_path):
+    root = _folder(tmp_path / "new")
+    served = served_artifact(temperature=2.0)
+    predictions, failures = _predict(PredictParams(input=str(root), top_k=2, batch_size=2),
+                                     served)
+    assert predictions["path"].tolist() == ["a/b/deep.png", "a/grey.png", "flat.png"]
+    assert list(predictions.columns) == ["path", "label_1", "probability_1", "label_2",
+                                         "probability_2"]
+    assert failures.set_index("path")["reason"].to_dict() == {
+        "a/corrupt.png": "truncated", "empty.jpg": "empty_file", "notes.txt": "not_an_image"}
+    assert failures["detail"].str.len().gt(0).all()
+    # Calibrated probabilities: softmax(logits / T) of the evaluation transform's input.
+    predictor = Predictor(model_from_artifact(served), served["config"])
+    transform = predictor.transform()
+    for row in predictions.itertuples(index=False):
+        with torch.no_grad():
+            logits = predictor.model(transform(load_image(root / row.path))[None]).numpy()
+        expected = softmax(logits, 2.0)[0]
+        order = np.argsort(-expected)
+        assert [row.label_1, row.label_2] == [CLASSES[i] for i in order[:2]]
+        assert [row.probability_1, row.probability_2] == pytest.approx(expected[order[:2]],
+                                                                       abs=2e-6)
+        assert row.probability_1 < 0.99  # T = 2 softens random logits
+
+
+def test_temperature_changes_probabilities_not_labels(tmp_path):
+    root = _folder(tmp_path / "new")
+    cold, _ = _predict(PredictParams(input=str(root)), served_artifact(temperature=0.5))
+    warm, _ = _predict(PredictParams(input=str(root)), served_artifact(temperature=4.0))
+    assert cold["label_1"].tolist() == warm["label_1"].tolist()
+    assert (cold["probability_1"] > warm["probability_1"]).all()
+    assert list(cold.columns)[-1] == "probability_3"  # top_k 5 capped at the 3 classes
+
+
+def test_list_file_and_list_of_paths(tmp_path):
+    root = _folder(tmp_path / "new")
+    listing = tmp_path / "todo.txt"
+    listing.write_text(f"# images to check\nnew/flat.png\n\n{root / 'a' / 'grey.png'}\n"
+                       "new/missing.png\n")
+    predictions, failures = _predict(PredictParams(input=str(listing)), served_artifact())
+    assert predictions["path"].tolist() == ["new/flat.png", str(root / "a" / "grey.png")]
+    assert failures[["path", "reason"]].values.tolist() == [["new/missing.png", "unreadable"]]
+    listed, _ = _predict(PredictParams(input=[str(root / "flat.png")]), served_artifact())
+    assert listed["label_1"].tolist() == predictions["label_1"].tolist()[:1]
+
+
+def test_bad_input_names_the_parameter(tmp_path):
+    with pytest.raises(PredictInputError, match=r"predict\.input is not set"):
+        list_inputs(None, tmp_path)
+    with pytest.raises(PredictInputError, match=r"predict\.input = 'nope': no such file"):
+        list_inputs("nope", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PredictInputError, match="the folder has no files"):
+        list_inputs("empty", tmp_path)
+    write_png(tmp_path / "one.png", (8, 8))
+    assert list_inputs("one.png", tmp_path) == (tmp_path, ["one.png"])

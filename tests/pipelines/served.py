@@ -1,0 +1,28 @@
+"""A served model made by hand (random test_resnet weights), for the predict and export tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+
+from visrec.core.models import weights_artifact
+
+CLASSES = ["cat", "dog", "01"]
+
+
+def served_artifact(temperature: float = 2.0, seed: int = 0) -> dict[str, Any]:
+    """A ``data/06_models/served``-like weight set: test_resnet over 3 classes at 32 px."""
+    torch.manual_seed(seed)
+    model = timm.create_model("test_resnet", num_classes=len(CLASSES)).eval()
+    # Random BatchNorm statistics: eval-mode outputs then differ between images.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    config = {"architecture": "test_resnet", "classes": CLASSES, "image_size": 32,
+              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+              "interpolation": "bicubic", "in_chans": 3, "temperature": temperature,
+              "served_from": "swa"}
+    return weights_artifact(model, config)

@@ -1,0 +1,1 @@
+"""Developer scripts that are not part of the visrec package (run from the repository root)."""
