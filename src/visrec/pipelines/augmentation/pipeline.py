@@ -30,8 +30,10 @@ def _slot(index: int) -> node:
     namespace = f"augmentation_search.candidate_{index + 1}"
     scorer = partial(score_candidate, index)
     # Named and documented like the function (for kedro viz), but without __wrapped__, so
-    # that signature checks see the partial's own parameters.
-    for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
+    # that signature checks see the partial's own parameters. Its annotations and globals
+    # let Kedro read the type hints (typed `params:` validation) instead of warning.
+    for attribute in ("__name__", "__qualname__", "__module__", "__doc__", "__annotations__",
+                      "__globals__"):
         setattr(scorer, attribute, getattr(score_candidate, attribute))
     return node(scorer, inputs=DATA, outputs=f"{namespace}.rung_1", name="score_candidate",
                 namespace=namespace)
