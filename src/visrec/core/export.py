@@ -50,7 +50,9 @@ def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
                 metadata: dict[str, str]) -> bytes:
     """The ONNX graph of ``module`` with a dynamic batch axis, as bytes.
 
-    Uses torch's ``torch.export``-based exporter (``dynamo=True``, through onnxscript).
+    Uses torch's ``torch.export``-based exporter (``dynamo=True``, through onnxscript),
+    and the TorchScript-based one when an architecture cannot be exported that way; the
+    parity check then tells whether either graph computes what PyTorch does.
 
     Args:
         module: The model to export, in eval mode.
@@ -62,12 +64,25 @@ def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
 
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's progress notes are warnings
-        program = torch.onnx.export(module.eval(), (example,), dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                                    dynamic_shapes={"images": {0: batch}}, optimize=True,
-                                    verbose=False)
-    proto = program.model_proto
+        warnings.simplefilter("ignore")  # the exporters' progress notes are warnings
+        try:
+            program = torch.onnx.export(module.eval(), (example,), dynamo=True,
+                                        opset_version=opset, input_names=[INPUT_NAME],
+                                        output_names=list(OUTPUT_NAMES), verbose=False,
+                                        dynamic_shapes={"images": {0: batch}}, optimize=True)
+            proto = program.model_proto
+        except Exception as error:  # any exporter failure: try the other exporter
+            # Some architectures trip torch.export; the TorchScript-based exporter traces.
+            logger.warning("export: torch.export-based ONNX export failed (%s: %s); using "
+                           "the TorchScript-based exporter", type(error).__name__,
+                           str(error).splitlines()[0][:200] if str(error) else "")
+            buffer = io.BytesIO()
+            torch.onnx.export(module.eval(), (example,), buffer, dynamo=False,
+                              opset_version=opset, input_names=[INPUT_NAME],
+                              output_names=list(OUTPUT_NAMES),
+                              dynamic_axes={INPUT_NAME: {0: "batch"},
+                                            **{name: {0: "batch"} for name in OUTPUT_NAMES}})
+            proto = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -1,5 +1,6 @@
 """The evaluation pipeline scores every weight set on the test split."""
 
+import json
 import logging
 
 import numpy as np
@@ -9,7 +10,12 @@ from matplotlib.figure import Figure
 
 from tests.pipelines.helpers import only, run_pipeline
 from visrec.core.calibration import negative_log_likelihood, softmax
-from visrec.params import AugmentationParams, ClassBalanceParams, EvaluationParams
+from visrec.params import (
+    AugmentationParams,
+    ClassBalanceParams,
+    EvaluationParams,
+    IngestionParams,
+)
 from visrec.pipelines import augmentation, class_balance, ingestion, training
 from visrec.pipelines.evaluation import create_pipeline
 
@@ -160,3 +166,21 @@ def test_single_image_class_without_test_images_is_reported_not_fatal(tiny_param
     assert report.loc[report["label"] == "3", "support"].tolist() == [0, 0]
     assert catalog["balance_plan"].load()["sampler"]["class_targets"][3] == max(
         catalog["class_counts"].load()["train"])
+
+
+def test_without_validation_split_serves_swa_uncalibrated(tiny_params, caplog):
+    params = tiny_params | {"params:ingestion": IngestionParams(
+        root=tiny_params["params:ingestion"].root, val_fraction=0.0, num_workers=1)}
+    with caplog.at_level(logging.WARNING):
+        _, catalog = _evaluate(params)
+    assert "no validation split to fit the temperature on" in caplog.text
+    assert "no validation split to choose the served weights by; serving 'swa'" in caplog.text
+    metrics = catalog["metrics"].load()
+    for values in metrics.values():
+        assert values["temperature"] == 1.0
+        assert values["ece_calibrated"] == values["ece"]
+        assert values["val"] == {"loss": None, "top1": None, "balanced_accuracy": None}
+    json.dumps(metrics, allow_nan=False)  # valid JSON for `dvc metrics show`
+    served = catalog["served_model"].load()["config"]
+    assert served["served_from"] == "swa" and served["temperature"] == 1.0
+    json.dumps(served, allow_nan=False)

@@ -79,3 +79,23 @@ def test_parity_beyond_tolerance_stops_the_export(image_rows):
     with pytest.raises(ValueError, match=r"export\.parity_tolerance = 1e-15 on 4 images"):
         _export(served_artifact(), manifest, report,
                 ExportParams(parity_images=4, parity_tolerance=1e-15))
+
+
+def test_falls_back_to_the_torchscript_based_exporter(image_rows, monkeypatch, caplog):
+    """An architecture that torch.export cannot take still exports, with a warning."""
+    manifest, report = image_rows
+    real_export = torch.onnx.export
+
+    def dynamo_fails(*args, **kwargs):
+        if kwargs.get("dynamo", True):
+            raise RuntimeError("data-dependent control flow")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
+    with caplog.at_level("WARNING"):
+        onnx_bytes, _, summary = _export(served_artifact(), manifest, report,
+                                         ExportParams(parity_images=5, batch_size=2))
+    assert "using the TorchScript-based exporter" in caplog.text
+    assert summary["passed"] and summary["batch_sizes"] == [1, 2]
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == "batch"

@@ -164,7 +164,9 @@ def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: di
     served = choose_served(comparison_table(metrics, validation), params.serve,
                            params.serve_metric)
     for name in metrics:
-        metrics[name] |= {"val": validation[name], "served": name == served}
+        # JSON has no NaN: a figure without a validation split is null.
+        val = {k: None if np.isnan(v) else v for k, v in validation[name].items()}
+        metrics[name] |= {"val": val, "served": name == served}
     table = comparison_table(metrics, validation, served)
     logger.info("weight sets (served: %s, by validation %s):\n%s", served,
                 params.serve_metric, table.to_string(index=False, float_format="%.4f"))
@@ -187,7 +189,8 @@ def served_model(trained_models: dict[str, dict], weight_sets: pd.DataFrame,
     row = weight_sets[weight_sets["served"]].iloc[0]
     name = row["weights"]
     artifact = trained_models[name]
-    scores = {k: float(v) for k, v in row.items() if k not in ("weights", "served")}
+    scores = {k: None if pd.isna(v) else float(v) for k, v in row.items()
+              if k not in ("weights", "served")}
     config = artifact["config"] | {"temperature": temperatures[name], "served_from": name,
                                    "scores": scores}
     return {"weights": artifact["weights"], "config": config}
