@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := data/01_raw/demo
-# Generated, git-ignored: `plots.html_template` in .dvc/config names it (relative to .dvc/).
+# Generated, git-ignored; `plots.html_template` in .dvc/config.local (this checkout only,
+# relative to .dvc/) names it once it exists, so a checkout without it keeps DVC's CDN page.
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 
 # No usage reporting from Kedro or DVC, here or in CI.
@@ -17,7 +18,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: install plots-template demo-data run test test-fast lint viz repro plots clean
 
 ## install: create .venv with the pinned dependencies and visrec (editable), and the plots template
-install: $(VENV)/.installed $(PLOTS_TEMPLATE)
+install: $(VENV)/.installed
+	@if $(MAKE) --no-print-directory $(PLOTS_TEMPLATE); then \
+		$(BIN)/dvc config --local plots.html_template plots/offline.html; \
+	else echo "warning: no offline template for dvc plots (it needs npm once):" \
+		"dvc plots show will load vega from a CDN" >&2; fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,4 +78,5 @@ plots: install
 	$(BIN)/dvc plots show
 
 clean:
+	-$(BIN)/dvc config --local --unset plots.html_template 2>/dev/null
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(PLOTS_TEMPLATE)

@@ -2,7 +2,8 @@
 
 In a throwaway git + DVC repository with three plots (a CSV line plot, a ``confusion``
 matrix and a ``bar_horizontal_sorted`` bar chart), the page DVC writes with the
-project's ``.dvc/config`` and the generated template is opened in headless Chromium with
+project's ``.dvc/config``, the generated template and the ``.dvc/config.local``
+setting that ``make install`` adds is opened in headless Chromium with
 every host name unresolvable: vega-embed must draw each plot. DVC's default page, whose
 vega comes from a CDN, is the negative control: under the same flags it draws nothing.
 
@@ -171,11 +172,15 @@ def test_dvc_plots_show_renders_offline(
         f"DVC's default page loads no remote script: {cdn_html.script_sources}"
     )
 
-    # A clone of the project after `make install`: its config and the generated template.
+    # A clone of the project after `make install`: the project's config, the generated
+    # template, and the local setting `make install` adds once the template exists.
     shutil.copy(PROJECT_ROOT / ".dvc" / "config", plots_repo / ".dvc" / "config")
     installed = plots_repo / DEFAULT_OUTPUT.relative_to(PROJECT_ROOT)
     installed.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(offline_template, installed)
+    rule = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "dvc config --local plots.html_template plots/offline.html" in rule
+    _run([DVC, "config", "--local", "plots.html_template", "plots/offline.html"], plots_repo)
     page, html = _show(plots_repo)
     assert html.script_sources == [], f"the offline page loads scripts: {html.script_sources}"
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//",

@@ -427,3 +427,40 @@ def test_erasing_spares_the_clean_view_with_jsd():
     assert torch.equal(erased[:count], plain[:count])
     assert all(_zero_box(image) is None for image in erased[:count])
     assert all(_zero_box(image) is not None for image in erased[count:])
+
+
+def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("size", [(300, 200), (200, 400), (64, 64)])
+def test_eval_transform_leaves_images_up_to_two_to_one_as_plain_resize_and_crop(size):
+    from torchvision.transforms import v2
+
+    image = _noise(*size)
+    plain = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(32), v2.ToImage(),
+                        v2.ToDtype(torch.float32, scale=True)])
+    assert torch.equal(build_eval_transform(32, interpolation="bilinear")(image), plain(image))
+
+
+def test_eval_transform_of_an_extreme_strip_stays_small():
+    """A 1 x 60,000 strip would be a 32 x 1.9 M image after the resize: the longer side is
+    first cut to twice the shorter, so the result is the same 32 x 32 crop."""
+    from visrec.core.transforms import LimitAspect
+
+    assert LimitAspect()(_noise(60_000, 1)).size == (2, 1)
+    assert LimitAspect()(torch.zeros(3, 5000, 7, dtype=torch.uint8)).shape == (3, 14, 7)
+    assert build_eval_transform(32)(_noise(60_000, 1)).shape == (3, 32, 32)
+
+
+def test_limit_aspect_keeps_the_centre_of_a_long_image():
+    """3:1: the crop keeps the middle 2:1 window, so the centre square is (nearly) the
+    same as without the limit."""
+    from torchvision.transforms import v2
+
+    image = _noise(300, 100, seed=3).resize((300, 100))
+    plain = v2.Compose([v2.Resize(50, antialias=True), v2.CenterCrop(50), v2.ToImage(),
+                        v2.ToDtype(torch.float32, scale=True)])
+    limited = build_eval_transform(50, interpolation="bilinear")(image)
+    assert (limited - plain(image)).abs().mean() < 0.01

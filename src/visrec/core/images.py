@@ -133,8 +133,9 @@ def _failure(error: Exception) -> Rejected:
     return Rejected(reason, f"{type(error).__name__}: {error}")
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    """Read the header of an image held in ``data``, refusing more than ``max_pixels``."""
+def _open(data: bytes, max_pixels: int, key: str = "ingestion.max_pixels") -> Image.Image:
+    """Read the header of an image held in ``data``, refusing more than ``max_pixels``
+    (the parameter ``key`` sets, named in the reason)."""
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -142,14 +143,14 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             raise Rejected("truncated", "image header cut off") from None
         raise Rejected("not_an_image", "not a format Pillow can read") from None
     except Image.DecompressionBombError as error:
-        raise Rejected("too_many_pixels", f"{error} (ingestion.max_pixels = {max_pixels})"
+        raise Rejected("too_many_pixels", f"{error} ({key} = {max_pixels})"
                        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise _failure(error) from None
     width, height = image.size
     if width * height > max_pixels:
         raise Rejected("too_many_pixels", f"{width}x{height} is more than "
-                                          f"ingestion.max_pixels = {max_pixels}")
+                                          f"{key} = {max_pixels}")
     return image
 
 
@@ -162,13 +163,15 @@ def _decode(image: Image.Image, channels: int) -> Image.Image:
         raise _failure(error) from None
 
 
-def read_checked(path: Path, channels: int, max_pixels: int) -> Image.Image:
+def read_checked(path: Path, channels: int, max_pixels: int,
+                 key: str = "predict.max_pixels") -> Image.Image:
     """Decode an image file as ingestion checks it, for readers that meet unchecked files.
 
     Args:
         path: The file.
         channels: 3 for RGB, 1 for grayscale.
         max_pixels: Larger images are refused.
+        key: The parameter that sets ``max_pixels``, named in the reason.
 
     Returns:
         The image in the model's mode (:func:`to_model_mode`).
@@ -184,7 +187,7 @@ def read_checked(path: Path, channels: int, max_pixels: int) -> Image.Image:
     if not data:
         raise Rejected("empty_file", "0 bytes")
     with _pixel_limit(max_pixels):
-        return _decode(_open(data, max_pixels), channels)
+        return _decode(_open(data, max_pixels, key), channels)
 
 
 def inspect_file(root: Path, relative: str, previous_hash: str,

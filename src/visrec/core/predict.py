@@ -35,10 +35,19 @@ class PredictInputError(ValueError):
 
 
 def _walk(folder: Path) -> list[str]:
-    """Every non-hidden file under ``folder``, as sorted paths relative to it."""
-    found = []
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    """Every non-hidden file under ``folder``, as sorted paths relative to it.
+
+    Linked folders are followed (a folder of links to image folders is a common layout),
+    each real folder once, so a link back up the tree cannot loop.
+    """
+    found, seen = [], set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # the first link wins
         base = Path(current).relative_to(folder)
         found += [(base / name).as_posix() for name in files if not name.startswith(".")]
     return sorted(found)
@@ -65,6 +74,8 @@ def list_inputs(spec: str | Sequence[str] | None, base: Path) -> tuple[Path, lis
         raise PredictInputError(f"predict.input is not set; {accepted}, for example "
                                 "--params \"predict.input=data/new_images\"")
     if not isinstance(spec, str):
+        if not spec:
+            raise PredictInputError(f"predict.input = []: the list is empty; {accepted}")
         return base, [str(p) for p in spec]
     path = (base / spec).resolve()
     if path.is_dir():
@@ -102,9 +113,11 @@ class PredictionImages(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str, str]:
         try:
             image = read_checked(self.root / self.paths[index], self.channels, self.max_pixels)
+            return self.transform(image), index, "", ""
         except Rejected as rejected:
             return None, index, rejected.reason, rejected.detail
-        return self.transform(image), index, "", ""
+        except Exception as error:  # a file no check foresaw: reported, never fatal
+            return None, index, "unreadable", f"{type(error).__name__}: {error}"[:300]
 
 
 def collate_checked(items: list[tuple]) -> tuple[torch.Tensor | None, list[int], list[tuple]]:

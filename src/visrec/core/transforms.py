@@ -113,8 +113,30 @@ def _to_tensor(mean: tuple[float, ...] | None, std: tuple[float, ...] | None) ->
     return steps
 
 
+MAX_ASPECT = 2.0  # longer side / shorter side kept before the resize (see LimitAspect)
+
+
+class LimitAspect:
+    """Centre-crop the longer side to at most ``MAX_ASPECT`` times the shorter one.
+
+    The resize that follows brings the shorter side to the model's size, so a 1 x 60,000
+    strip would otherwise become a 224 x 13.4 M image (gigabytes) before the centre crop
+    keeps its middle square. Images up to 2:1 (4:3, 3:2, 16:9 photographs) pass untouched;
+    longer ones lose only pixels the centre crop would drop anyway.
+    """
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
+        """``image``, cropped around its centre when it is longer than 2:1."""
+        width, height = image.size if isinstance(image, Image.Image) else (
+            image.shape[-1], image.shape[-2])
+        limit = math.floor(min(width, height) * MAX_ASPECT)
+        if max(width, height) <= limit:
+            return image
+        return v2.functional.center_crop(image, [min(height, limit), min(width, limit)])
+
+
 def _resize_center(image_size: int, interpolation: InterpolationMode) -> list:
-    return [v2.Resize(image_size, interpolation=interpolation, antialias=True),
+    return [LimitAspect(), v2.Resize(image_size, interpolation=interpolation, antialias=True),
             v2.CenterCrop(image_size)]
 
 

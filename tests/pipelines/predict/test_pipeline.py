@@ -93,3 +93,56 @@ def test_bad_input_names_the_parameter(tmp_path):
         list_inputs("empty", tmp_path)
     write_png(tmp_path / "one.png", (8, 8))
     assert list_inputs("one.png", tmp_path) == (tmp_path, ["one.png"])
+
+
+def test_batches_of_only_bad_files_and_worker_processes(tmp_path):
+    """Batch size 1 makes batches with no good image; 2 workers decode in other processes."""
+    root = _folder(tmp_path / "new")
+    served = served_artifact()
+    alone, alone_failures = _predict(PredictParams(input=str(root), batch_size=1,
+                                                   num_workers=0), served)
+    pooled, pooled_failures = _predict(PredictParams(input=str(root), batch_size=3,
+                                                     num_workers=2), served)
+    assert len(alone) == 3 and len(alone_failures) == 3
+    assert pooled["path"].tolist() == alone["path"].tolist()
+    np.testing.assert_allclose(pooled["probability_1"], alone["probability_1"], atol=1e-6)
+    assert sorted(pooled_failures["path"]) == sorted(alone_failures["path"])
+
+
+def test_linked_folders_are_followed_once(tmp_path):
+    root = tmp_path / "in"
+    write_png(root / "own.png", (20, 20), seed=5)
+    write_png(tmp_path / "elsewhere" / "x.png", (20, 20), seed=6)
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    (root / "linked_again").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "back").symlink_to(root)  # a loop
+    _, paths = list_inputs(str(root), tmp_path)
+    assert paths == ["linked/x.png", "own.png"]
+
+
+def test_extreme_aspect_ratio_and_unexpected_errors_are_not_fatal(tmp_path, monkeypatch):
+    root = tmp_path / "new"
+    root.mkdir()
+    Image.new("RGB", (60_000, 1), (200, 10, 10)).save(root / "strip.png")
+    write_png(root / "ok.png", (20, 20), seed=7)
+    predictions, failures = _predict(PredictParams(input=str(root)), served_artifact())
+    assert predictions["path"].tolist() == ["ok.png", "strip.png"] and failures.empty
+
+    def explode(*args, **kwargs):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr("visrec.core.predict.read_checked", explode)
+    predictions, failures = _predict(PredictParams(input=str(root)), served_artifact())
+    assert predictions.empty
+    assert failures["reason"].tolist() == ["unreadable", "unreadable"]
+    assert failures["detail"].str.startswith("MemoryError: no room").all()
+
+
+def test_empty_list_and_pixel_limit_name_the_predict_parameters(tmp_path):
+    with pytest.raises(PredictInputError, match=r"predict\.input = \[\]: the list is empty"):
+        list_inputs([], tmp_path)
+    write_png(tmp_path / "big.png", (100, 100), seed=8)
+    _, failures = _predict(PredictParams(input=str(tmp_path / "big.png"), max_pixels=5000),
+                           served_artifact())
+    assert failures["reason"].tolist() == ["too_many_pixels"]
+    assert "predict.max_pixels = 5000" in failures["detail"].iloc[0]

@@ -279,8 +279,13 @@ def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: dict[st
     return table, figure
 
 
-def _as_float_image(image: Any) -> torch.Tensor:
-    """A CxHxW float image in [0, 1] from a PIL image."""
+GALLERY_SIDE = 256  # pixels: a gallery tile never needs more (a 12 MP photo would be GBs)
+
+
+def _gallery_tile(image: Any) -> torch.Tensor:
+    """A CxHxW float image in [0, 1], at most 256 pixels a side, from a PIL image."""
+    image = image.copy()
+    image.thumbnail((GALLERY_SIDE, GALLERY_SIDE))
     pixels = np.asarray(image)
     return torch.tensor(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1) / 255.0
 
@@ -300,12 +305,12 @@ def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any
     losses = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12))
     worst = np.argsort(-losses, kind="stable")[:params.gallery_images]
     classes = ingestion_report["classes"]
-    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report["root"], None,
+    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report["root"], _gallery_tile,
                                int(ingestion_report.get("channels", 3)))
     images, captions = [], []
     for position, row in enumerate(worst):
         predicted = int(probabilities[row].argmax())
-        images.append(_as_float_image(dataset[position][0]))
+        images.append(dataset[position][0])
         captions.append(f"true {classes[labels[row]]}\npredicted {classes[predicted]} "
                         f"({probabilities[row, predicted]:.2f})\nloss {losses[row]:.2f}")
     return gallery_figure(images, captions, f"Highest-loss test images, {name} weights "
