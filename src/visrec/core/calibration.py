@@ -60,6 +60,23 @@ def reliability_table(probabilities: np.ndarray, labels: np.ndarray,
                          "accuracy": accuracy, "gap": accuracy - mean_confidence})
 
 
+def side_by_side(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Two reliability tables of the same bins in one, for ``dvc plots``.
+
+    Returns:
+        ``confidence`` (the bin centre), ``accuracy``, ``mean_confidence`` and ``images``
+        of ``before``, the same of ``after`` suffixed ``_calibrated``, and ``ideal`` (the
+        bin centre again: the diagonal of perfect calibration).
+    """
+    table = pd.DataFrame({"confidence": ((before["lower"] + before["upper"]) / 2).round(6)})
+    for suffix, source in (("", before), ("_calibrated", after)):
+        table[f"accuracy{suffix}"] = source["accuracy"]
+        table[f"mean_confidence{suffix}"] = source["confidence"]
+        table[f"images{suffix}"] = source["images"]
+    table["ideal"] = table["confidence"]
+    return table
+
+
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
                                bins: int = ECE_BINS) -> float:
     """ECE: the image-weighted mean of ``|accuracy - confidence|`` over the bins.

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,3 +126,25 @@ def max_difference(reference: dict[str, np.ndarray],
     """Largest absolute difference of each output, ``max_abs_diff_<name>``."""
     return {f"max_abs_diff_{name}": float(np.abs(reference[name] - other[name]).max())
             for name in OUTPUT_NAMES}
+
+
+def parity(module: ServingModel, batches: Sequence[torch.Tensor],
+           run: Callable[[torch.Tensor], dict[str, np.ndarray]]) -> dict[str, float]:
+    """The largest absolute difference of each output between ``module`` and an export.
+
+    Args:
+        module: The PyTorch model the export was made from, in eval mode.
+        batches: Images, in the batch sizes the export should handle.
+        run: Runs the exported model on a batch: outputs by name.
+
+    Returns:
+        ``max_abs_diff_logits`` and ``max_abs_diff_probabilities`` over every batch.
+    """
+    worst: dict[str, float] = {}
+    for images in batches:
+        with torch.no_grad():
+            reference = {k: v.numpy() for k, v in zip(OUTPUT_NAMES, module(images),
+                                                      strict=True)}
+        for key, value in max_difference(reference, run(images)).items():
+            worst[key] = max(worst.get(key, 0.0), value)
+    return worst

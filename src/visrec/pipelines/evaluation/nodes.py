@@ -13,6 +13,7 @@ from visrec.core.calibration import (
     expected_calibration_error,
     fit_temperature,
     reliability_table,
+    side_by_side,
     softmax,
 )
 from visrec.core.data import manifest_dataset
@@ -266,17 +267,10 @@ def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: dict[st
                      f"after (T = {temperature:.3f})": softmax(test_logits, temperature)}
     tables = {k: reliability_table(p, labels, bins) for k, p in probabilities.items()}
     eces = {k: expected_calibration_error(p, labels, bins) for k, p in probabilities.items()}
-    before, after = tables.values()
     figure = reliability_figure(tables, eces,
                                 f"Reliability on test, {name} weights, "
                                 f"{params.calibration_bins} bins")
-    table = pd.DataFrame({"confidence": ((before["lower"] + before["upper"]) / 2).round(6)})
-    for suffix, source in (("", before), ("_calibrated", after)):
-        table[f"accuracy{suffix}"] = source["accuracy"]
-        table[f"mean_confidence{suffix}"] = source["confidence"]
-        table[f"images{suffix}"] = source["images"]
-    table["ideal"] = table["confidence"]  # perfect calibration, for `dvc plots`
-    return table, figure
+    return side_by_side(*tables.values()), figure
 
 
 GALLERY_SIDE = 256  # pixels: a gallery tile never needs more (a 12 MP photo would be GBs)

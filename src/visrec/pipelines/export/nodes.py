@@ -11,8 +11,8 @@ from visrec.core.export import (
     ServingModel,
     export_onnx,
     export_torchscript,
-    max_difference,
     onnx_outputs,
+    parity,
     serving_metadata,
     torchscript_outputs,
 )
@@ -73,13 +73,7 @@ def export_model(served_model: dict[str, Any], manifest: pd.DataFrame,
                               "tolerance": params.parity_tolerance}
     failures = []
     for name, run in runners.items():
-        worst = {}
-        for images in batches:
-            with torch.no_grad():
-                reference = {k: v.numpy() for k, v in zip(("logits", "probabilities"),
-                                                          module(images), strict=True)}
-            for key, value in max_difference(reference, run(images)).items():
-                worst[key] = max(worst.get(key, 0.0), value)
+        worst = parity(module, batches, run)
         report[name] = worst | {"bytes": len(exported[name])}
         if worst["max_abs_diff_probabilities"] >= params.parity_tolerance:
             failures.append(f"{name}: {worst['max_abs_diff_probabilities']:.3g}")
@@ -88,6 +82,9 @@ def export_model(served_model: dict[str, Any], manifest: pd.DataFrame,
                     worst["max_abs_diff_probabilities"], worst["max_abs_diff_logits"])
     report["onnx"]["opset"] = params.onnx_opset
     report["passed"] = not failures
+    # The two files are saved one after the other, each atomically: a crash between them
+    # leaves a new ONNX file beside the previous TorchScript one until the stage reruns
+    # (DVC records neither, since the stage did not finish).
     if failures:
         raise ValueError(f"export: the exported probabilities differ from PyTorch's by more "
                          f"than export.parity_tolerance = {params.parity_tolerance} on "
