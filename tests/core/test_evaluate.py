@@ -14,7 +14,6 @@ from torch import nn
 from visrec.core import evaluate  # not test_metrics by name: pytest would collect it
 from visrec.core.calibration import calibration_metrics, expected_calibration_error, softmax
 from visrec.core.evaluate import (
-    HorizontalFlip,
     choose_served,
     comparison_table,
     trained_with_hflip,
@@ -172,7 +171,7 @@ def test_tta_averages_the_calibrated_probabilities():
     assert metrics["nll"] == pytest.approx(-np.log(mean[[0, 1], [1, 0]]).mean())
 
 
-# --- the flip wrapper and the trained augmentation ---------------------------------------
+# --- scoring several weight sets, and the trained augmentation -------------------------
 
 
 class _ColumnSums(nn.Module):
@@ -183,15 +182,43 @@ class _ColumnSums(nn.Module):
                            dim=1)
 
 
-def test_horizontal_flip_scores_the_mirror_image():
-    images = torch.arange(2 * 1 * 3 * 4, dtype=torch.float32).reshape(2, 1, 3, 4)
-    model = _ColumnSums()
-    plain, mirrored = model(images), HorizontalFlip(model)(images)
-    # Image 0 columns: left 0 + 4 + 8 = 12, right 3 + 7 + 11 = 21.
-    assert plain[0].tolist() == [12.0, 21.0]
-    assert mirrored[0].tolist() == [21.0, 12.0]
-    assert torch.equal(mirrored, plain.flip(1))
-    assert HorizontalFlip(model).model is model
+class _Doubled(nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return 2 * _ColumnSums()(images)
+
+
+def test_split_logits_decodes_each_image_once_for_every_weight_set(tmp_path, monkeypatch):
+    """Two weight sets, two splits: one decode per image; the mirrored test logits swap
+    the left and right column sums of the weight set asked to flip."""
+    from PIL import Image
+
+    from visrec.core import data
+
+    rows = []
+    for i, split in enumerate(["val", "test", "test"]):
+        pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+        pixels[:, 0] = 255  # a bright left column: left sum > right sum
+        pixels[:, -1] = 40 * i
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+        rows.append({"path": f"{i}.png", "class_index": 0, "split": split, "cache_index": -1})
+    manifest = pd.DataFrame(rows)
+    splits = {name: manifest[manifest["split"] == name] for name in ("val", "test")}
+    decoded = []
+    real_load = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda *a, **k: decoded.append(a[0])
+                        or real_load(*a, **k))
+    config = {"image_size": 8, "mean": None, "std": None, "interpolation": "bilinear",
+              "in_chans": 3}
+    logits = evaluate.split_logits({"a": _ColumnSums(), "b": _Doubled()}, config, splits,
+                                   str(tmp_path), 2, torch.device("cpu"), hflip={"b"})
+    assert len(decoded) == 3  # not 6
+    assert set(logits["a"]) == {"val", "test"} and set(logits["b"]) == {"val", "test",
+                                                                       "test_hflip"}
+    assert logits["a"]["val"].shape == (1, 2) and logits["a"]["test"].shape == (2, 2)
+    np.testing.assert_allclose(logits["b"]["test"], 2 * logits["a"]["test"])
+    np.testing.assert_allclose(logits["b"]["test_hflip"], logits["b"]["test"][:, ::-1])
+    assert (logits["a"]["test"][:, 0] > logits["a"]["test"][:, 1]).all()
+    assert evaluate.input_key(config) != evaluate.input_key(config | {"image_size": 9})
 
 
 @pytest.mark.parametrize(("spec", "expected"), [

@@ -12,6 +12,7 @@ that prediction and the exported models get.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -23,7 +24,6 @@ from torch import nn
 
 from visrec.core.calibration import calibration_metrics, softmax
 from visrec.core.data import make_loader, manifest_dataset
-from visrec.core.engine import predict
 from visrec.core.metrics import balanced_accuracy, classification_metrics, group_accuracies
 from visrec.core.transforms import build_eval_transform, spec_component
 
@@ -33,18 +33,6 @@ logger = logging.getLogger(__name__)
 # first of these that training produced (SWA is at least as good as the final weights in
 # visrec's ablation, and EMA is an average too).
 SERVE_FALLBACK = ("swa", "ema", "final")
-
-
-class HorizontalFlip(nn.Module):
-    """Wrap a classifier so that it scores the mirror image of its input."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of the horizontally flipped images."""
-        return self.model(images.flip(-1))
 
 
 def eval_loader_of(config: dict[str, Any], rows: pd.DataFrame, root: str, batch_size: int,
@@ -63,29 +51,48 @@ def trained_with_hflip(config: dict[str, Any]) -> bool:
     return bool(component is not None and component.hflip)
 
 
-def split_logits(model: nn.Module, config: dict[str, Any], splits: dict[str, pd.DataFrame],
-                 root: str, batch_size: int, device: torch.device,
-                 hflip: bool) -> dict[str, np.ndarray]:
-    """Logits of each split's rows (``{split: N x K float32}``), in row order.
+INPUT_KEYS = ("image_size", "mean", "std", "interpolation", "in_chans")
+
+
+def input_key(config: dict[str, Any]) -> tuple:
+    """What a weight set's evaluation input depends on: equal keys share decoded batches."""
+    return tuple(json.dumps(config.get(key)) for key in INPUT_KEYS)
+
+
+@torch.no_grad()
+def split_logits(models: dict[str, nn.Module], config: dict[str, Any],
+                 splits: dict[str, pd.DataFrame], root: str, batch_size: int,
+                 device: torch.device, hflip: set[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Logits of several weight sets on each split's rows, each image decoded once.
 
     Args:
-        model: The classifier, on ``device``.
-        config: The weight set's config (input size, normalisation).
+        models: Classifiers by weight-set name, on ``device``, sharing one input config.
+        config: That input config (size, normalisation, interpolation, channels).
         splits: Manifest rows by split name; empty splits are left out.
         root: Folder the manifest's paths are relative to.
         batch_size: Images per batch.
-        device: Where the model runs.
-        hflip: Also give ``test_hflip``: the logits of the mirrored test images.
+        device: Where the models run.
+        hflip: Weight sets that also get ``test_hflip``: the logits of the mirrored test
+            images.
+
+    Returns:
+        ``{weights: {split: N x K float32}}`` in row order.
     """
-    logits = {}
+    outputs: dict[str, dict[str, list[torch.Tensor]]] = {name: {} for name in models}
+    for model in models.values():
+        model.eval()
     for split, rows in splits.items():
         if rows.empty:
             continue
-        loader = eval_loader_of(config, rows, root, batch_size, device)
-        logits[split] = predict(model, loader, device)[0]
-        if hflip and split == "test":
-            logits["test_hflip"] = predict(HorizontalFlip(model), loader, device)[0]
-    return logits
+        for batch, _ in eval_loader_of(config, rows, root, batch_size, device):
+            images = batch.to(device, non_blocking=True)
+            for name, model in models.items():
+                outputs[name].setdefault(split, []).append(model(images).float().cpu())
+                if split == "test" and name in hflip:
+                    outputs[name].setdefault("test_hflip", []).append(
+                        model(images.flip(-1)).float().cpu())
+    return {name: {split: torch.cat(parts).numpy() for split, parts in by_split.items()}
+            for name, by_split in outputs.items()}
 
 
 def validation_metrics(logits: np.ndarray | None, labels: np.ndarray) -> dict[str, float]:

@@ -20,6 +20,7 @@ from visrec.core.data import manifest_dataset
 from visrec.core.evaluate import (
     choose_served,
     comparison_table,
+    input_key,
     split_logits,
     test_metrics,
     trained_with_hflip,
@@ -73,16 +74,23 @@ def score_splits(trained_models: dict[str, dict], manifest: pd.DataFrame,
                          "ingestion.test_fraction > 0 or add a test/ folder")
     device = select_device(params.device, key="evaluation.device")
     splits = {name: _split(manifest, name) for name in ("val", "test")}
-    logits = {}
+    flipped = {name for name, artifact in trained_models.items()
+               if params.tta == "hflip" and trained_with_hflip(artifact["config"])}
+    if params.tta == "hflip" and set(trained_models) - flipped:
+        logger.info("evaluation.tta = 'hflip': skipped for %s weights, trained without "
+                    "horizontal flips (their augmentation spec has hflip=false)",
+                    sorted(set(trained_models) - flipped))
+    # Weight sets with the same input (final, SWA and EMA of one run) share each decoded
+    # batch: every image is read once, not once per weight set.
+    groups: dict[tuple, list[str]] = {}
     for name, artifact in trained_models.items():
-        hflip = params.tta == "hflip" and trained_with_hflip(artifact["config"])
-        if params.tta == "hflip" and not hflip:
-            logger.info("evaluation.tta = 'hflip': skipped for %s weights, trained without "
-                        "horizontal flips (their augmentation spec has hflip=false)", name)
-        model = model_from_artifact(artifact).to(device)
-        logits[name] = split_logits(model, artifact["config"], splits,
-                                    ingestion_report["root"], params.batch_size, device, hflip)
-    return logits
+        groups.setdefault(input_key(artifact["config"]), []).append(name)
+    logits = {}
+    for names in groups.values():
+        models = {name: model_from_artifact(trained_models[name]).to(device) for name in names}
+        logits |= split_logits(models, trained_models[names[0]]["config"], splits,
+                               ingestion_report["root"], params.batch_size, device, flipped)
+    return {name: logits[name] for name in trained_models}
 
 
 def fit_temperatures(logits: dict[str, dict[str, np.ndarray]], manifest: pd.DataFrame,
