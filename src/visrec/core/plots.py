@@ -84,35 +84,6 @@ def image_grid_figure(rows: list[list[torch.Tensor]], row_titles: list[str],
     return fig
 
 
-def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str]) -> Figure:
-    """Row-normalised confusion matrices side by side, one per weight set.
-
-    Args:
-        matrices: Confusion counts (true x predicted) by weight-set name.
-        classes: Class names in class-index order (tick labels up to 60 classes).
-    """
-    size = min(MAX_INCHES / len(matrices), max(4.0, 0.3 * len(classes) + 2))
-    fig = Figure(figsize=(size * len(matrices), size + 0.6), layout="constrained")
-    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
-    annotate = len(classes) <= 20
-    for ax, (name, counts) in zip(axes, matrices.items(), strict=True):
-        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        if len(classes) <= MAX_LABELLED_CLASSES:
-            ticks = np.arange(len(classes))
-            ax.set_xticks(ticks, classes, rotation=90, fontsize=7)
-            ax.set_yticks(ticks, classes, fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{name} weights (row-normalised)")
-        if annotate:
-            for (i, j), n in np.ndenumerate(counts):
-                if n:
-                    ax.text(j, i, str(n), ha="center", va="center", fontsize=6,
-                            color="white" if rates[i, j] > 0.5 else "black")
-    return fig
-
-
 def learning_curve_figure(history: pd.DataFrame) -> Figure:
     """Loss and accuracy per epoch, train and validation.
 
