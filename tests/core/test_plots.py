@@ -154,6 +154,9 @@ def test_long_tail_figure(tmp_path, k):
     assert ax.get_xscale() == "log"
     assert len(ax.get_legend().get_texts()) == len(set(report["group"][support > 0]))
     _rendered(fig, tmp_path / "long_tail.png")
+    low, high = ax.get_xlim()
+    labelled = [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+    assert len(labelled) >= 2 and all(labelled), labelled  # read off, not guessed
 
 
 @pytest.mark.parametrize("k", [3, 100])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 MAX_INCHES = 30.0  # figures grow with the class count up to this side
 MAX_LABELLED_CLASSES = 60  # beyond this, tick labels would overlap into a black band
@@ -306,6 +306,9 @@ def long_tail_figure(report: pd.DataFrame, title: str) -> Figure:
         ax.annotate(str(row.label), (row.train_images, row.recall), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    # Ticks at 1, 2 and 5 per decade: class counts often span less than one decade, where
+    # powers of ten alone would label one tick or none.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.03, 1.03)
