@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # dvc.yaml stages call `kedro`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install plots-template demo-data run test test-fast lint viz repro plots clean
+.PHONY: install plots-template demo-data run test test-fast lint docs viz repro plots clean
 
 ## install: create .venv with the pinned dependencies and visrec (editable), and the plots template
 install: $(VENV)/.installed
@@ -61,9 +61,14 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
-## lint: ruff over src/, tests/, benchmarks/ and tools/
+## lint: ruff over src/, tests/, benchmarks/ and tools/; the type checker (mypy) over src/
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/mypy
+
+## docs: regenerate docs/parameters.md from the parameter models and conf/base
+docs: install
+	$(BIN)/python tools/parameters_doc.py
 
 ## viz: kedro viz on http://127.0.0.1:4141
 viz: install

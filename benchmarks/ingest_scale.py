@@ -68,16 +68,15 @@ def loader_speed(project: Path, folder: Path, limit: int = 10_000) -> dict[str, 
     import pandas as pd  # noqa: PLC0415 - torch and visrec load only for this figure
     import torch  # noqa: PLC0415
 
-    from visrec.core.cache import read_cache  # noqa: PLC0415
-    from visrec.core.data import manifest_dataset  # noqa: PLC0415
-    from visrec.core.transforms import build_train_transform, make_spec  # noqa: PLC0415
+    from visrec.core.augment import make_spec, make_train_transform  # noqa: PLC0415
+    from visrec.core.data import manifest_dataset, read_cache  # noqa: PLC0415
 
     torch.set_num_threads(1)
     rows = pd.read_parquet(project / "data/02_intermediate/manifest.parquet").head(limit)
     cache = read_cache(project / "data/04_feature/image_cache")
     # The loader's half of the training transform; the crop and flip run per batch later.
-    transform = build_train_transform(make_spec("flip_crop", scale=(0.35, 1.0), hflip=True),
-                                      SIDE).sample
+    transform = make_train_transform(make_spec("flip_crop", scale=(0.35, 1.0), hflip=True),
+                                     SIDE).sample
     speeds = {}
     for name, source in (("cache", cache), ("files", None)):
         dataset = manifest_dataset(rows, source, folder, transform)

@@ -72,9 +72,12 @@ def ingest(project: Path, folder: Path, size: int) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from visrec.core.engine import FitConfig  # noqa: PLC0415
-    from visrec.core.recipe import OptimizerSpec, ScheduleSpec  # noqa: PLC0415
-    from visrec.pipelines.training.nodes import resolve_channels_last  # noqa: PLC0415
+    from visrec.core.train import (  # noqa: PLC0415
+        FitConfig,
+        OptimizerSpec,
+        ScheduleSpec,
+        resolve_channels_last,
+    )
 
     layout = {"true": True, "false": False}.get(args.channels_last, "auto")
     return FitConfig(epochs=args.epochs, optimizer=OptimizerSpec(lr=0.1 * args.batch / 256),
@@ -88,14 +91,16 @@ def timed_fit(feed: tuple, args: argparse.Namespace) -> dict[str, float]:
     or None); images/s over all epochs, and the share of time spent waiting for data."""
     import torch  # noqa: PLC0415
 
-    from visrec.core.engine import fit, seed_everything  # noqa: PLC0415
-    from visrec.core.models import create_classifier  # noqa: PLC0415
+    from visrec.core.models import make_classifier  # noqa: PLC0415
+    from visrec.core.seeding import seed_everything  # noqa: PLC0415
+    from visrec.core.train import ClassificationTask, fit  # noqa: PLC0415
 
     seed_everything(0)
-    model = create_classifier(args.model, CLASSES)
+    model = make_classifier(args.model, CLASSES)
     loader, batch_transform = feed
-    history = fit(model, loader, None, _config(args), torch.device(args.device),
-                  batch_transform=batch_transform).history
+    # Plain cross-entropy, no label smoothing: the same loss for the three feeds.
+    history = fit(model, loader, None, _config(args), ClassificationTask(num_classes=CLASSES),
+                  torch.device(args.device), batch_transform=batch_transform).history
     images = float((history["images_per_s"] * history["seconds"]).sum())
     return {"images_per_s": images / float(history["seconds"].sum()),
             "data_wait": float((history["data_wait"] * history["seconds"]).sum()
@@ -109,17 +114,16 @@ def visrec_loader(project: Path, folder: Path, args: argparse.Namespace):
     import pandas as pd  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from visrec.core.cache import read_cache  # noqa: PLC0415
-    from visrec.core.data import make_loader, manifest_dataset  # noqa: PLC0415
-    from visrec.core.models import create_classifier, resolve_input_config  # noqa: PLC0415
-    from visrec.core.transforms import build_train_transform, make_spec  # noqa: PLC0415
+    from visrec.core.augment import make_spec, make_train_transform  # noqa: PLC0415
+    from visrec.core.data import make_loader, manifest_dataset, read_cache  # noqa: PLC0415
+    from visrec.core.models import make_classifier, resolve_input_config  # noqa: PLC0415
 
     rows = pd.read_parquet(project / "data/02_intermediate/manifest.parquet")
     cache = read_cache(project / "data/04_feature/image_cache")
-    inputs = resolve_input_config(create_classifier(args.model, CLASSES), args.size)
-    transform = build_train_transform(make_spec("flip_crop", scale=(0.35, 1.0), hflip=True),
-                                      args.size, inputs["mean"], inputs["std"],
-                                      inputs["interpolation"], cache.settings.resolution)
+    inputs = resolve_input_config(make_classifier(args.model, CLASSES), args.size)
+    transform = make_train_transform(make_spec("flip_crop", scale=(0.35, 1.0), hflip=True),
+                                     args.size, inputs.mean, inputs.std,
+                                     inputs.interpolation, cache.settings.resolution)
     dataset = manifest_dataset(rows[rows["split"] == "train"], cache, folder, transform.sample)
     return (make_loader(dataset, args.batch, torch.device(args.device), seed=0, train=True),
             transform.batch)
@@ -129,9 +133,9 @@ def timm_loader(folder: Path, args: argparse.Namespace):
     """(b) timm's own dataset and loader with its default training transforms."""
     from timm.data import create_dataset, create_loader, resolve_data_config  # noqa: PLC0415
 
-    from visrec.core.models import create_classifier  # noqa: PLC0415
+    from visrec.core.models import make_classifier  # noqa: PLC0415
 
-    config = resolve_data_config({}, model=create_classifier(args.model, CLASSES))
+    config = resolve_data_config({}, model=make_classifier(args.model, CLASSES))
     dataset = create_dataset("", root=str(folder), is_training=True)
     return create_loader(dataset, input_size=(3, args.size, args.size), batch_size=args.batch,
                          is_training=True, use_prefetcher=False,

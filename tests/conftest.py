@@ -12,10 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.browser import chromium_binary
-from visrec.core.cache import read_cache
-from visrec.core.checkpoint import CheckpointStore
-from visrec.core.demo import make_demo_digits
-from visrec.core.live import LiveLog
+from visrec.core.data import make_demo_digits, read_cache
+from visrec.core.train import CheckpointStore, LiveLog
 from visrec.params import (
     AugmentationParams,
     ClassBalanceParams,
@@ -75,22 +73,27 @@ def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_params(digits_folder: Path, tmp_path: Path) -> dict:
     """Typed parameter blocks for a seconds-long run with timm's `test_resnet`, and the
     (empty) packed cache that ingestion starts from."""
+    from tests.params import base_params  # tests.params imports this module: import late
+
     return {
         "params:seed": 7,
-        "params:ingestion": IngestionParams(root=str(digits_folder), val_fraction=0.15,
-                                            num_workers=1),
+        "params:ingestion": base_params(IngestionParams, root=str(digits_folder),
+                                        val_fraction=0.15, num_workers=1),
         "image_cache_state": read_cache(tmp_path / "image_cache"),
         "params:training.model": "test_resnet",
-        "params:class_balance": ClassBalanceParams(strategy="class_balanced_sampler"),
-        "params:augmentation": AugmentationParams(policy="flip_crop", hflip=False,
-                                                  preview_images=2, preview_repeats=2),
-        "params:training": TrainingParams(model="test_resnet", epochs=2, batch_size=16,
-                                          image_size=32, schedule={"warmup_epochs": 1},
-                                          num_workers=0),
+        "params:class_balance": base_params(ClassBalanceParams,
+                                            strategy="class_balanced_sampler"),
+        "params:augmentation": base_params(AugmentationParams, policy="flip_crop",
+                                           hflip=False, preview_images=2, preview_repeats=2,
+                                           search={"enabled": False}),
+        "params:training": base_params(TrainingParams, model="test_resnet", epochs=2,
+                                       batch_size=16, image_size=32,
+                                       schedule={"warmup_epochs": 1}, num_workers=0,
+                                       ema={"enabled": False}),
         "training_checkpoints": CheckpointStore(tmp_path / "checkpoints"),
         "training_live": LiveLog(tmp_path / "dvclive"),
         "params:training.image_size": 32,
-        "params:evaluation": EvaluationParams(batch_size=64),
+        "params:evaluation": base_params(EvaluationParams, batch_size=64, tta="none"),
     }
 
 

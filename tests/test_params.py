@@ -1,4 +1,5 @@
-"""Tests of visrec.params: typed parameter blocks and their error messages."""
+"""Tests of visrec.params: typed parameter blocks, their agreement with conf/base, and their
+error messages."""
 
 from __future__ import annotations
 
@@ -9,34 +10,25 @@ import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 
+import visrec.params
+from tests.params import base_params, base_raw, merged
+from visrec.core.balance import BALANCE_STRATEGIES
 from visrec.params import (
-    BALANCE_STRATEGIES,
+    BLOCKS,
     SEARCH_SLOTS,
     AugmentationParams,
     ClassBalanceParams,
     DemoDataParams,
     EvaluationParams,
-    ExportParams,
     IngestionParams,
     ParameterError,
     Params,
-    PredictParams,
     SwaParams,
     TrainingParams,
 )
 from visrec.settings import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-BLOCKS: dict[str, type[Params]] = {
-    "demo_data": DemoDataParams,
-    "ingestion": IngestionParams,
-    "class_balance": ClassBalanceParams,
-    "augmentation": AugmentationParams,
-    "training": TrainingParams,
-    "evaluation": EvaluationParams,
-    "predict": PredictParams,
-    "export": ExportParams,
-}
 
 
 def _base_parameters() -> dict:
@@ -49,9 +41,16 @@ def _base_parameters() -> dict:
 
 
 def _error(model: type[Params], raw: dict) -> str:
+    """The error of conf/base's block of ``model`` with ``raw`` merged in."""
     with pytest.raises(ParameterError) as info:
-        model.model_validate(raw)
+        model.model_validate(base_raw(model, **raw))
     return str(info.value)
+
+
+def _models() -> list[type[Params]]:
+    """Every parameter model of visrec.params, nested blocks included."""
+    return [value for value in vars(visrec.params).values()
+            if isinstance(value, type) and issubclass(value, Params) and value is not Params]
 
 
 # --- the project's own configuration ----------------------------------------------------
@@ -83,8 +82,37 @@ def test_base_training_values():
     assert (training.model, training.epochs, training.batch_size) == ("resnet18", 30, 64)
     assert training.image_size == 32
     assert training.pretrained_path is None
-    assert training.swa == SwaParams(enabled=True, start_fraction=0.75, lr=0.1,
-                                     anneal_epochs=1)
+    assert (training.swa.enabled, training.swa.start_fraction, training.swa.lr,
+            training.swa.anneal_epochs) == (True, 0.75, 0.1, 1)
+    assert (training.loss.name, training.loss.options) == ("cross_entropy", {})
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda model: model.__name__)
+def test_models_hold_no_defaults(model):
+    """Values live in conf/base alone: a default in a model could drift from it unseen."""
+    with_default = [name for name, field in model.model_fields.items()
+                    if not field.is_required()]
+    assert not with_default, (f"{model.__name__} ({model.key}) gives defaults to "
+                              f"{with_default}: put the value in conf/base instead")
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda model: model.__name__)
+def test_every_field_is_in_conf_base_and_described(model):
+    block = base_raw(model)
+    assert set(block) == set(model.model_fields), (
+        f"{model.key}: conf/base has {sorted(set(block) - set(model.model_fields))} "
+        f"unknown to {model.__name__}, and lacks {sorted(set(model.model_fields) - set(block))}")
+    for name, field in model.model_fields.items():
+        nested = isinstance(field.annotation, type) and issubclass(field.annotation, Params)
+        assert nested or field.description, f"{model.key}.{name} has no description"
+
+
+def test_a_block_missing_a_key_names_it_and_where_values_live():
+    raw = base_raw(TrainingParams)
+    del raw["epochs"]
+    with pytest.raises(ParameterError) as info:
+        TrainingParams.model_validate(raw)
+    assert "training.epochs: required but not set (conf/base/parameters_*.yml" in str(info.value)
 
 
 @pytest.mark.parametrize("env", ["local", "test"])
@@ -102,13 +130,6 @@ def test_parameters_of_each_environment_validate(env):
         assert validated["augmentation"].hflip is False
 
 
-def test_defaults_are_valid():
-    for block, model in BLOCKS.items():
-        if block == "ingestion":
-            continue  # root has no default
-        assert model.model_validate({}) == model()
-
-
 # --- error messages ----------------------------------------------------------------------
 
 
@@ -121,7 +142,7 @@ def test_error_names_the_full_key_and_value():
 
 def test_error_has_no_pydantic_traceback_chain():
     with pytest.raises(ParameterError) as info:
-        TrainingParams.model_validate({"epochs": 0})
+        TrainingParams.model_validate(base_raw(TrainingParams, epochs=0))
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
     assert not isinstance(info.value, pydantic.ValidationError)
@@ -142,7 +163,7 @@ def test_unknown_timm_model_without_close_names():
 
 
 def test_tiny_timm_model_is_known():
-    assert TrainingParams.model_validate({"model": "test_resnet"}).model == "test_resnet"
+    assert base_params(TrainingParams, model="test_resnet").model == "test_resnet"
 
 
 @pytest.mark.parametrize(("model", "raw", "key"), [
@@ -170,7 +191,7 @@ def test_strategy_suggests_a_close_name():
 @pytest.mark.parametrize("strategy", [*BALANCE_STRATEGIES, ["class_balanced_sampler", "focal"],
                                       ["oversample", "drw", "logit_adjustment", "crt"]])
 def test_every_strategy_and_combination_is_accepted(strategy):
-    params = ClassBalanceParams.model_validate({"strategy": strategy})
+    params = base_params(ClassBalanceParams, strategy=strategy)
     expected = (strategy,) if isinstance(strategy, str) else tuple(strategy)
     assert params.strategies == expected
 
@@ -192,7 +213,7 @@ def test_bad_strategy_combinations(strategy, expected):
 def test_shot_group_thresholds_must_leave_no_gap():
     message = _error(ClassBalanceParams, {"groups": {"many": 10, "few": 20}})
     assert "few = 20 must be at most many + 1 = 11" in message
-    assert ClassBalanceParams.model_validate({"groups": {"many": 19, "few": 20}}).groups.few == 20
+    assert base_params(ClassBalanceParams, groups={"many": 19, "few": 20}).groups.few == 20
 
 
 def test_augmentation_policy_lists_accepted_values():
@@ -210,14 +231,13 @@ def test_pretrained_path_must_exist(tmp_path):
     assert "no such file" in message
     present = tmp_path / "weights.safetensors"
     present.write_bytes(b"\0")
-    params = TrainingParams.model_validate({"pretrained_path": str(present)})
+    params = base_params(TrainingParams, pretrained_path=str(present))
     assert params.pretrained_path == str(present)
 
 
 @pytest.mark.parametrize(("epochs", "warmup"), [(5, 4), (1, 0), (2, 0), (2, 2), (3, 7)])
 def test_any_warmup_is_valid_training_shortens_it(epochs, warmup):
-    params = TrainingParams.model_validate({"epochs": epochs,
-                                            "schedule": {"warmup_epochs": warmup}})
+    params = base_params(TrainingParams, epochs=epochs, schedule={"warmup_epochs": warmup})
     assert (params.epochs, params.schedule.warmup_epochs) == (epochs, warmup)
 
 
@@ -242,7 +262,9 @@ def test_one_line_per_bad_key():
 
 
 def test_missing_required_key():
-    assert "ingestion.root: required but not set" in _error(IngestionParams, {})
+    with pytest.raises(ParameterError) as info:
+        IngestionParams.model_validate({})
+    assert "ingestion.root: required but not set" in str(info.value)
 
 
 def test_blank_ingestion_root():
@@ -272,8 +294,8 @@ def test_bad_ingestion_values_name_their_key(raw, expected):
 
 
 def test_ingestion_accepts_a_labels_file_and_grayscale():
-    params = IngestionParams.model_validate({"root": "data", "labels_file": "x/labels.PARQUET",
-                                             "channels": 1, "cache": {"resolution": 64}})
+    params = base_params(IngestionParams, root="data", labels_file="x/labels.PARQUET",
+                         channels=1, cache={"resolution": 64})
     assert (params.labels_file, params.channels, params.cache.resolution) == (
         "x/labels.PARQUET", 1, 64)
 
@@ -298,13 +320,13 @@ def test_range_errors(model, raw, expected):
 
 
 def test_params_are_frozen():
-    params = TrainingParams.model_validate({"epochs": 4})
+    params = base_params(TrainingParams, epochs=4)
     with pytest.raises(pydantic.ValidationError):
         params.epochs = 5
 
 
 def test_timm_name_with_a_pretrained_tag_is_accepted():
-    assert TrainingParams.model_validate({"model": "resnet18.a1_in1k"}).model == "resnet18.a1_in1k"
+    assert base_params(TrainingParams, model="resnet18.a1_in1k").model == "resnet18.a1_in1k"
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -322,6 +344,10 @@ def test_timm_name_with_a_pretrained_tag_is_accepted():
      "training.distillation.teacher_path = '/no/such/teacher': no such file or folder"),
     ({"distillation": {"teacher_model": "resnet999"}},
      "training.distillation.teacher_model = 'resnet999'"),
+    ({"loss": {"name": "hinge"}}, "training.loss.name = 'hinge': accepted ['cross_entropy', "
+                                  "'focal']"),
+    ({"loss": {"name": "focal", "options": {"gama": 2}}},
+     "training.loss.options = {'gama': 2}: focal refused them"),
 ])
 def test_recipe_parameters_are_checked_before_training(raw, expected):
     assert expected in _error(TrainingParams, raw)
@@ -335,9 +361,9 @@ def test_teacher_file_needs_its_architecture(tmp_path):
 
 
 def test_mixup_is_off_unless_an_alpha_is_set():
-    assert not TrainingParams().mixup.enabled
-    assert TrainingParams(mixup={"cutmix_alpha": 1.0}).mixup.enabled
-    assert not TrainingParams(mixup={"cutmix_alpha": 1.0, "prob": 0.0}).mixup.enabled
+    assert not base_params(TrainingParams).mixup.enabled
+    assert base_params(TrainingParams, mixup={"cutmix_alpha": 1.0}).mixup.enabled
+    assert not base_params(TrainingParams, mixup={"cutmix_alpha": 1.0, "prob": 0.0}).mixup.enabled
 
 
 def test_augmentation_search_candidates_fit_the_slots_and_are_distinct():
@@ -352,3 +378,14 @@ def test_augmentation_search_candidates_fit_the_slots_and_are_distinct():
             "same policy as augmentation.search.candidates[0]") in twice
     bad = _error(AugmentationParams, {"search": {"candidates": ["flip_crop", "augmix(depth=0)"]}})
     assert "augmentation.search.candidates[1] = 'augmix(depth=0)': augmix depth = 0" in bad
+
+
+def test_loss_options_reach_the_loss():
+    params = base_params(TrainingParams, loss={"name": "focal", "options": {"gamma": 1.5}})
+    assert (params.loss.name, params.loss.options) == ("focal", {"gamma": 1.5})
+
+
+def test_a_soft_merge_override_keeps_the_other_keys_of_a_block():
+    raw = merged(base_raw(TrainingParams), {"swa": {"lr": 0.05}})
+    params = TrainingParams.model_validate(raw)
+    assert (params.swa.lr, params.swa.start_fraction) == (0.05, 0.75)

@@ -38,6 +38,13 @@ MAX_VIZ_PORT = 49151  # kedro-viz rejects higher ports
 STAGE_PIPELINES = ("ingestion", "class_balance", "augmentation", "training", "evaluation",
                    "export")
 EXPECTED_PIPELINES = {"train", "demo_data", "predict", *STAGE_PIPELINES}
+# The steps of training, each a node of its own, and what each hands the next.
+TRAINING_NODES = ("resolve_model_inputs", "train_model", "retrain_classifiers",
+                  "make_weight_sets", "plot_learning_curve")
+TRAINING_HAND_OFFS = {("resolve_model_inputs", "model_inputs", "train_model"),
+                      ("train_model", "trained_weights", "retrain_classifiers"),
+                      ("retrain_classifiers", "retrained_weights", "make_weight_sets"),
+                      ("make_weight_sets", "training_history", "plot_learning_curve")}
 
 STARTUP_TIMEOUT_S = 120.0  # first start imports the project's pipelines: seconds, not minutes
 STOP_TIMEOUT_S = 20.0
@@ -219,7 +226,7 @@ def test_viz_api_serves_registered_pipelines(
 
     train_nodes = project_pipelines["train"].nodes
     expected_names = {node.name for node in train_nodes}
-    assert {"list_images", "check_images", "curate_images", "train_model", "score_splits",
+    assert {"list_images", "check_images", "curate_images", *TRAINING_NODES, "score_splits",
             "fit_temperatures", "choose_served_model", "export_model"} <= expected_names
 
     # /api/main shows `__default__`, but every node says which pipelines it belongs to.
@@ -246,6 +253,35 @@ def test_viz_api_serves_registered_pipelines(
     tree = train["modular_pipelines"]
     sweep = {child["id"] for child in tree["augmentation_search"]["children"]}
     assert {f"augmentation_search.candidate_{i}" for i in range(1, SEARCH_SLOTS + 1)} <= sweep
+    _check_training_steps(viz_server, project_pipelines)
+
+
+def _check_training_steps(viz_server: VizServer, project_pipelines: dict[str, Any]) -> None:
+    """The `training` view draws each step of training as a node with its inputs and
+    outputs, the hand-offs between the steps as datasets."""
+    training = viz_server.get_json("api/pipelines/training")
+    assert training["selected_pipeline"] == "training"
+    tasks = {_task_name(node): node["id"] for node in training["nodes"]
+             if node["type"] == "task"}
+    assert len(tasks) >= 3, f"the training pipeline shows {len(tasks)} node(s): {tasks}"
+    assert set(TRAINING_NODES) <= set(tasks), sorted(tasks)
+    datasets = {node["name"]: node["id"] for node in training["nodes"]
+                if node["type"] != "task"}
+    edges = {(edge["source"], edge["target"]) for edge in training["edges"]}
+    nodes = {node.name: node for node in project_pipelines["training"].nodes}
+    for name in TRAINING_NODES:
+        assert nodes[name].inputs, f"{name} has no inputs"
+        for dataset in nodes[name].inputs:
+            assert (datasets[dataset], tasks[name]) in edges, (dataset, name)
+        for dataset in nodes[name].outputs:
+            assert (tasks[name], datasets[dataset]) in edges, (name, dataset)
+    for source, dataset, target in TRAINING_HAND_OFFS:
+        assert (tasks[source], datasets[dataset]) in edges, (source, dataset)
+        assert (datasets[dataset], tasks[target]) in edges, (dataset, target)
+    # Every step after the run reads the images, the plan, the spec and the parameters.
+    for name in ("train_model", "retrain_classifiers", "make_weight_sets"):
+        assert {"image_manifest", "balance_plan", "augmentation_spec", "model_inputs",
+                "params:training", "params:seed"} <= set(nodes[name].inputs), name
 
 
 class _GraphNodeCollector(HTMLParser):

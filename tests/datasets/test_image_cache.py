@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from kedro.io import AbstractDataset, DatasetError
 
-from visrec.core.cache import update_cache
+from visrec.core.data import update_cache
 from visrec.core.images import InspectSettings, fit_square, load_image
 
 SETTINGS = InspectSettings(max_pixels=10**8, resolution=12, channels=3)

@@ -10,42 +10,58 @@ import torch
 from kedro.io import DataCatalog, DatasetError
 from safetensors import safe_open
 
-from visrec.datasets import SafetensorsModelDataset, SafetensorsModelsDataset
-from visrec.datasets.safetensors_models import (
+from visrec.core.augment import make_spec
+from visrec.core.models import (
     CONFIG_FILE,
     WEIGHTS_FILE,
-    read_artifact,
-    write_artifact,
+    BalanceSummary,
+    WeightSet,
+    WeightSetConfig,
+    read_weight_set,
+    write_weight_set,
 )
+from visrec.datasets import SafetensorsModelDataset, SafetensorsModelsDataset
 
 
-def _weight_set(seed: int, classes: list[str]) -> dict:
+def _config(classes: list[str], **changes: object) -> WeightSetConfig:
+    values = {
+        "architecture": "test_resnet", "classes": tuple(classes), "image_size": 32,
+        "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+        "in_chans": 3, "seed": 7, "git_commit": None, "training": {"epochs": 2},
+        "augmentation": make_spec("flip_crop"),
+        "class_balance": BalanceSummary(strategy="none", components=(),
+                                        reason="none: requested; plain cross-entropy"),
+        "weights": "final", "val_metrics": {"loss": 0.5, "top1": 0.75}}
+    return WeightSetConfig(**(values | changes))
+
+
+def _weight_set(seed: int, classes: list[str]) -> WeightSet:
     generator = torch.Generator().manual_seed(seed)
-    return {
-        "weights": {
+    return WeightSet(
+        weights={
             "conv.weight": torch.randn(4, 3, 3, 3, generator=generator),
             "fc.weight": torch.randn(len(classes), 4, generator=generator),
             "bn.num_batches_tracked": torch.tensor(7, dtype=torch.int64),
             "half": torch.randn(2, 2, generator=generator).to(torch.float16),
         },
-        "config": {"architecture": "test_resnet", "classes": classes, "image_size": 32,
-                   "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-    }
+        config=_config(classes),
+    )
 
 
-def _assert_same(loaded: dict, saved: dict) -> None:
+def _assert_same(loaded: dict[str, WeightSet], saved: dict[str, WeightSet]) -> None:
     assert set(loaded) == set(saved)
-    for name, artifact in saved.items():
-        assert loaded[name]["config"] == artifact["config"], name
-        assert set(loaded[name]["weights"]) == set(artifact["weights"]), name
-        for key, tensor in artifact["weights"].items():
-            got = loaded[name]["weights"][key]
+    for name, weight_set in saved.items():
+        assert isinstance(loaded[name], WeightSet), name
+        assert loaded[name].config == weight_set.config, name
+        assert set(loaded[name].weights) == set(weight_set.weights), name
+        for key, tensor in weight_set.weights.items():
+            got = loaded[name].weights[key]
             assert got.dtype == tensor.dtype, (name, key)
             assert torch.equal(got, tensor), (name, key)
 
 
 @pytest.fixture
-def models() -> dict:
+def models() -> dict[str, WeightSet]:
     return {"final": _weight_set(0, ["a", "b", "c"]), "swa": _weight_set(1, ["a", "b", "c"])}
 
 
@@ -67,12 +83,13 @@ def test_files_on_disk_are_safetensors_and_json(tmp_path, models):
         # safetensors: an 8-byte little-endian header length, then a JSON header; no pickle.
         (header_length,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8:8 + header_length])
-        assert set(header) - {"__metadata__"} == set(models[name]["weights"])
+        assert set(header) - {"__metadata__"} == set(models[name].weights)
         assert not raw.startswith(b"\x80")  # a pickle stream starts with PROTO 0x80
         with safe_open(folder / WEIGHTS_FILE, framework="pt") as handle:
-            assert set(handle.keys()) == set(models[name]["weights"])
+            assert set(handle.keys()) == set(models[name].weights)
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        assert config == models[name]["config"]
+        assert config == models[name].config.to_json()
+        assert WeightSetConfig.from_json(config) == models[name].config
     # No staging or retired folders are left beside the dataset.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
 
@@ -95,7 +112,7 @@ def test_failed_save_keeps_the_previous_weights(tmp_path, models):
     dataset = SafetensorsModelsDataset(path=str(root))
     dataset.save(models)
     broken = {"final": _weight_set(9, ["a"]),
-              "swa": {"weights": {"fc.weight": [[1.0, 2.0]]}, "config": {}}}  # not a tensor
+              "swa": WeightSet({"fc.weight": [[1.0, 2.0]]}, _config(["a"]))}  # not a tensor
     with pytest.raises(DatasetError):
         dataset.save(broken)
     _assert_same(dataset.load(), models)
@@ -105,7 +122,8 @@ def test_failed_save_keeps_the_previous_weights(tmp_path, models):
 def test_unserialisable_config_keeps_the_previous_weights(tmp_path, models):
     dataset = SafetensorsModelsDataset(path=str(tmp_path / "classifier"))
     dataset.save(models)
-    broken = {"final": {**_weight_set(9, ["a"]), "config": {"device": torch.device("cpu")}}}
+    broken = {"final": WeightSet(_weight_set(9, ["a"]).weights,
+                                 _config(["a"], training={"device": torch.device("cpu")}))}
     with pytest.raises(DatasetError):
         dataset.save(broken)
     _assert_same(dataset.load(), models)
@@ -182,7 +200,7 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0o022)
     try:
         dataset = SafetensorsModelsDataset(path=str(tmp_path / "models"))
-        dataset.save({"final": {"weights": {"w": torch.zeros(2)}, "config": {"a": 1}}})
+        dataset.save({"final": WeightSet({"w": torch.zeros(2)}, _config(["a"]))})
     finally:
         os.umask(umask)
     folder = tmp_path / "models"
@@ -215,8 +233,8 @@ def test_single_model_save_replaces_the_previous_one(tmp_path):
 
 
 @pytest.mark.parametrize("broken", [
-    {"weights": {"fc.weight": [[1.0, 2.0]]}, "config": {}},  # not a tensor
-    {"weights": {"w": torch.zeros(2)}, "config": {"device": torch.device("cpu")}},  # not JSON
+    WeightSet({"fc.weight": [[1.0, 2.0]]}, _config(["a"])),  # not a tensor
+    WeightSet({"w": torch.zeros(2)}, _config(["a"], training={"device": torch.device("cpu")})),
 ], ids=["weights", "config"])
 def test_single_model_failed_save_keeps_the_previous_weights(tmp_path, broken):
     served = _weight_set(3, ["a", "b", "c"])
@@ -231,7 +249,7 @@ def test_single_model_failed_save_keeps_the_previous_weights(tmp_path, broken):
 def test_single_model_failed_first_save_leaves_nothing(tmp_path):
     dataset = SafetensorsModelDataset(path=str(tmp_path / "served"))
     with pytest.raises(DatasetError):
-        dataset.save({"weights": {"w": "not a tensor"}, "config": {}})
+        dataset.save(WeightSet({"w": "not a tensor"}, _config(["a"])))
     assert not dataset.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -266,11 +284,11 @@ def test_single_model_catalog_entry(tmp_path):
     assert (tmp_path / "06_models" / "served" / WEIGHTS_FILE).is_file()
 
 
-def test_read_and_write_artifact(tmp_path):
-    artifact = _weight_set(6, ["a", "b"])
-    write_artifact(tmp_path, artifact)
-    _assert_same({"m": read_artifact(tmp_path)}, {"m": artifact})
+def test_read_and_write_weight_set(tmp_path):
+    weight_set = _weight_set(6, ["a", "b"])
+    write_weight_set(tmp_path, weight_set)
+    _assert_same({"m": read_weight_set(tmp_path)}, {"m": weight_set})
     # The config is written with sorted keys and a final newline (diff-friendly).
     text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
     assert text.endswith("}\n")
-    assert text == json.dumps(artifact["config"], indent=2, sort_keys=True) + "\n"
+    assert text == json.dumps(weight_set.config.to_json(), indent=2, sort_keys=True) + "\n"

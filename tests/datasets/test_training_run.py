@@ -3,8 +3,7 @@
 import pytest
 from kedro.io import DataCatalog, DatasetError
 
-from visrec.core.checkpoint import CheckpointStore
-from visrec.core.live import LiveLog
+from visrec.core.train import CheckpointStore, LiveLog
 
 
 @pytest.fixture

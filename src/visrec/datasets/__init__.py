@@ -4,6 +4,7 @@ from visrec.datasets.atomic import AtomicDataset
 from visrec.datasets.folder import FigureFolderDataset
 from visrec.datasets.image_cache import ImageCacheDataset
 from visrec.datasets.raw_bytes import BytesDataset
+from visrec.datasets.records import RecordDataset
 from visrec.datasets.safetensors_models import (
     SafetensorsModelDataset,
     SafetensorsModelsDataset,
@@ -11,5 +12,5 @@ from visrec.datasets.safetensors_models import (
 from visrec.datasets.training_run import CheckpointDataset, LiveDataset
 
 __all__ = ["AtomicDataset", "BytesDataset", "CheckpointDataset", "FigureFolderDataset",
-           "ImageCacheDataset", "LiveDataset", "SafetensorsModelDataset",
+           "ImageCacheDataset", "LiveDataset", "RecordDataset", "SafetensorsModelDataset",
            "SafetensorsModelsDataset"]

@@ -15,8 +15,9 @@ Loaded = TypeVar("Loaded")
 Saved = TypeVar("Saved")
 
 
-class FolderDataset(AbstractDataset[Loaded, Saved], Generic[Loaded, Saved]):
-    """A Kedro dataset stored as a folder of files at ``path``."""
+class FolderDataset(AbstractDataset[Saved, Loaded], Generic[Loaded, Saved]):
+    """A Kedro dataset stored as a folder of files at ``path``: loads ``Loaded``, saves
+    ``Saved`` (Kedro's ``AbstractDataset`` takes them in the other order)."""
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
         """Create the dataset.

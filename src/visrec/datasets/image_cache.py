@@ -1,10 +1,10 @@
-"""Kedro dataset for ingestion's packed image cache (see :mod:`visrec.core.cache`)."""
+"""Kedro dataset for ingestion's packed image cache (see :mod:`visrec.core.data.cache`)."""
 
 from __future__ import annotations
 
 from kedro.io import DatasetError
 
-from visrec.core.cache import INDEX_FILE, ImageCache, read_cache, write_cache
+from visrec.core.data import CACHE_INDEX_FILE, ImageCache, read_cache, write_cache
 from visrec.datasets.folder import FolderDataset
 
 
@@ -42,4 +42,4 @@ class ImageCacheDataset(FolderDataset[ImageCache, ImageCache]):
         write_cache(data)
 
     def _exists(self) -> bool:
-        return (self._path / INDEX_FILE).is_file()
+        return (self._path / CACHE_INDEX_FILE).is_file()

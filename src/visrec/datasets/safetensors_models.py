@@ -11,35 +11,19 @@ crash mid-save leaves the previous weights intact.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from kedro.io import DatasetError
-from safetensors.torch import load_file, save_file
 
+from visrec.core.models import WEIGHTS_FILE, WeightSet, read_weight_set, write_weight_set
 from visrec.datasets.folder import FolderDataset, replace_folder
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def read_artifact(folder: Path) -> dict:
-    """``{"weights": tensors, "config": dict}`` from a weight-set folder."""
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    return {"weights": load_file(folder / WEIGHTS_FILE), "config": config}
-
-
-def write_artifact(folder: Path, artifact: dict) -> None:
-    """Write one weight set's safetensors file and config into ``folder``."""
-    save_file(artifact["weights"], folder / WEIGHTS_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(artifact["config"], indent=2, sort_keys=True)
-                                      + "\n", encoding="utf-8")
-
-
-class SafetensorsModelsDataset(FolderDataset[dict[str, dict], dict[str, dict]]):
-    """Named weight sets in one folder, each ``{"weights": {name: Tensor}, "config": dict}``.
+class SafetensorsModelsDataset(FolderDataset[dict[str, WeightSet], dict[str, WeightSet]]):
+    """Named weight sets in one folder, each a :class:`~visrec.core.models.WeightSet`.
 
     ``path`` holds one subfolder per weight set. Example catalog entry::
 
@@ -48,23 +32,23 @@ class SafetensorsModelsDataset(FolderDataset[dict[str, dict], dict[str, dict]]):
           path: data/06_models/classifier
     """
 
-    def load(self) -> dict[str, dict]:
+    def load(self) -> dict[str, WeightSet]:
         """Load every weight set of the folder, keyed by subfolder name."""
         if not self._path.is_dir():
             raise DatasetError(f"no trained models at '{self._path}': run the training pipeline")
-        return {folder.name: read_artifact(folder)
+        return {folder.name: read_weight_set(folder)
                 for folder in sorted(self._path.iterdir()) if (folder / WEIGHTS_FILE).is_file()}
 
-    def save(self, data: dict[str, dict]) -> None:
+    def save(self, data: dict[str, WeightSet]) -> None:
         """Replace the folder's weight sets with ``data`` (atomically, by rename)."""
         bad = [name for name in data if not _NAME.match(name)]
         if bad:
             raise DatasetError(f"weight-set names {bad} must use letters, digits, '_', '.', '-'")
 
         def write(staging: Path) -> None:
-            for name, artifact in data.items():
+            for name, weight_set in data.items():
                 (staging / name).mkdir()
-                write_artifact(staging / name, artifact)
+                write_weight_set(staging / name, weight_set)
 
         replace_folder(self._path, write)
 
@@ -72,8 +56,8 @@ class SafetensorsModelsDataset(FolderDataset[dict[str, dict], dict[str, dict]]):
         return self._path.is_dir() and any(self._path.glob(f"*/{WEIGHTS_FILE}"))
 
 
-class SafetensorsModelDataset(FolderDataset[dict, dict]):
-    """One weight set, ``{"weights": {name: Tensor}, "config": dict}``, as a folder.
+class SafetensorsModelDataset(FolderDataset[WeightSet, WeightSet]):
+    """One weight set (:class:`~visrec.core.models.WeightSet`) as a folder.
 
     ``path`` holds ``model.safetensors`` and ``config.json`` (the served model). Example::
 
@@ -82,16 +66,16 @@ class SafetensorsModelDataset(FolderDataset[dict, dict]):
           path: data/06_models/served
     """
 
-    def load(self) -> dict:
+    def load(self) -> WeightSet:
         """Load the weights and config of the folder."""
         if not (self._path / WEIGHTS_FILE).is_file():
             raise DatasetError(f"no model at '{self._path}': run the evaluation pipeline, "
                                "which writes the weight set to serve")
-        return read_artifact(self._path)
+        return read_weight_set(self._path)
 
-    def save(self, data: dict) -> None:
+    def save(self, data: WeightSet) -> None:
         """Replace the folder with ``data`` (atomically, by rename)."""
-        replace_folder(self._path, lambda staging: write_artifact(staging, data))
+        replace_folder(self._path, lambda staging: write_weight_set(staging, data))
 
     def _exists(self) -> bool:
         return (self._path / WEIGHTS_FILE).is_file()

@@ -8,16 +8,17 @@ contents, and Kedro never saves to them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
 
 from kedro.io import DatasetError
 
-from visrec.core.checkpoint import CheckpointStore
-from visrec.core.live import LiveLog
+from visrec.core.train import CheckpointStore, LiveLog
 from visrec.datasets.folder import FolderDataset
 
+Handle = TypeVar("Handle")
 
-class _WrittenByTraining(FolderDataset[Any, None]):
+
+class _WrittenByTraining(FolderDataset[Handle, None], Generic[Handle]):
     """A folder training writes as it runs: an input of the node, never an output."""
 
     def save(self, data: None) -> None:
@@ -26,7 +27,7 @@ class _WrittenByTraining(FolderDataset[Any, None]):
                            "it is an input of the node, not an output")
 
 
-class CheckpointDataset(_WrittenByTraining):
+class CheckpointDataset(_WrittenByTraining[CheckpointStore]):
     """The checkpoint folder of training (``resume: auto`` continues from it).
 
     Example catalog entry::
@@ -41,7 +42,7 @@ class CheckpointDataset(_WrittenByTraining):
         return CheckpointStore(self._path)
 
 
-class LiveDataset(_WrittenByTraining):
+class LiveDataset(_WrittenByTraining[LiveLog]):
     """The dvclive folder of training's per-epoch metrics.
 
     Example catalog entry::

@@ -9,15 +9,23 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from visrec.core.cache import ImageCache
-from visrec.core.data import manifest_dataset
-from visrec.core.models import select_device
+from visrec.core.augment import (
+    AugmentationSpec,
+    Score,
+    SearchChoice,
+    leaderboard,
+    make_eval_transform,
+    make_train_transform,
+    rank,
+    rung_epochs,
+    survivors,
+)
+from visrec.core.balance import BalancePlan
+from visrec.core.data import ImageCache, IngestionReport, manifest_dataset
+from visrec.core.models import ModelInputs, model_inputs, select_device
 from visrec.core.plots import image_grid_figure, leaderboard_figure
-from visrec.core.search import Score, leaderboard, rank, rung_epochs, survivors
-from visrec.core.trainer import DataSpec, run_job, train_transform
-from visrec.core.transforms import build_eval_transform, build_train_transform
+from visrec.core.train import run_job
 from visrec.params import AugmentationParams, SearchParams, TrainingParams
-from visrec.pipelines.training.nodes import model_inputs, training_job
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +34,13 @@ LEADERBOARD_COLUMNS = ["place", "candidate", "written", "policy", "reached_rung"
                        "seconds", "selected"]
 
 
-def select_policy(params: AugmentationParams) -> dict:
-    """The augmentation spec of ``augmentation.policy``: what training will rebuild."""
-    return params.spec()
-
-
 def _proxy_params(training: TrainingParams, search: SearchParams, epochs: int) -> TrainingParams:
     """The training recipe of a proxy run: ``epochs`` epochs, one process, no SWA or EMA."""
-    raw = training.model_dump() | {
-        "model": search.model or training.model, "epochs": epochs, "resume": "never",
-        "devices": 1, "swa": {"enabled": False}, "ema": {"enabled": False},
-        "freeze_backbone_epochs": min(training.freeze_backbone_epochs, epochs - 1)}
+    raw = training.model_dump()
+    raw |= {"model": search.model or training.model, "epochs": epochs, "resume": "never",
+            "devices": 1, "swa": raw["swa"] | {"enabled": False},
+            "ema": raw["ema"] | {"enabled": False},
+            "freeze_backbone_epochs": min(training.freeze_backbone_epochs, epochs - 1)}
     if search.model is not None and search.model != training.model:
         raw["pretrained_path"] = None  # the file holds another architecture's weights
     return TrainingParams.model_validate(raw)
@@ -47,23 +51,23 @@ def _subset(manifest: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
     if share >= 1.0:
         return manifest
     rng = np.random.default_rng(seed)
-    keep = []
+    keep: list[int] = []
     for _, rows in manifest[manifest["split"] == "train"].groupby("label"):
         count = max(1, math.ceil(share * len(rows)))
         keep.extend(rng.choice(rows.index.to_numpy(), size=count, replace=False))
     return manifest[(manifest["split"] != "train") | manifest.index.isin(keep)]
 
 
-def _cost_us(spec: dict, manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
-             inputs: dict, seed: int) -> float:
+def _cost_us(spec: AugmentationSpec, manifest: pd.DataFrame, cache: ImageCache,
+             ingestion_report: IngestionReport, inputs: ModelInputs, seed: int) -> float:
     """Augmentation time per image in microseconds: both halves of the transform, timed in
     this process on up to 64 training images (the best of three passes after a warm-up)."""
     rows = manifest[manifest["split"] == "train"].head(COST_IMAGES)
-    data = DataSpec(train=rows, val=rows.iloc[:0], cache=cache, root=ingestion_report["root"],
-                    augmentation=spec, inputs=inputs, sampler=None, batch_size=len(rows))
-    transform = train_transform(data)
-    images = manifest_dataset(rows, cache, ingestion_report["root"], None,
-                              ingestion_report["channels"])
+    transform = make_train_transform(
+        spec, inputs.image_size, inputs.mean, inputs.std, inputs.interpolation,
+        resolution=cache.settings.resolution if cache.enabled else None)
+    images = manifest_dataset(rows, cache, ingestion_report.root, None,
+                              ingestion_report.channels)
     decoded = [images[index][0] for index in range(len(rows))]
     torch.manual_seed(seed)
     best = math.inf
@@ -76,7 +80,8 @@ def _cost_us(spec: dict, manifest: pd.DataFrame, cache: ImageCache, ingestion_re
 
 
 def _proxy_score(index: int, rung: int, epochs: int, manifest: pd.DataFrame,
-                 cache: ImageCache, ingestion_report: dict, balance_plan: dict,
+                 cache: ImageCache, ingestion_report: IngestionReport,
+                 balance_plan: BalancePlan,
                  params: AugmentationParams, training: TrainingParams, seed: int,
                  cost_us: float | None = None) -> Score:
     """Train candidate ``index`` for ``epochs`` epochs; its validation score (and its
@@ -88,15 +93,17 @@ def _proxy_score(index: int, rung: int, epochs: int, manifest: pd.DataFrame,
         raise ValueError("augmentation.search.enabled needs a validation split: set "
                          "ingestion.val_fraction > 0 (or give a val folder)")
     device = select_device(proxy.device)
-    inputs = model_inputs(proxy.model, proxy.image_size, ingestion_report)
+    inputs = model_inputs(proxy.model, proxy.image_size, len(ingestion_report.classes),
+                          ingestion_report.channels)
     rows = _subset(manifest, search.subset, seed)
-    job = training_job(rows, cache, ingestion_report, balance_plan, spec, proxy, seed, device,
-                       inputs)
+    job = proxy.job(rows, cache, ingestion_report, balance_plan, spec, inputs, seed, device)
     start = time.perf_counter()
     result = run_job(job)
     seconds = time.perf_counter() - start
-    last = result["history"].iloc[-1]
-    score = Score(candidate=index, policy=spec["policy"], rung=rung, epochs=epochs,
+    if result is None:  # one process: rank 0 always returns
+        raise RuntimeError("augmentation search: the proxy training returned nothing")
+    last = result.history.iloc[-1]
+    score = Score(candidate=index, policy=spec.policy, rung=rung, epochs=epochs,
                   balanced_accuracy=float(last["val_balanced_accuracy"]),
                   val_loss=float(last["val_loss"]), seconds=seconds,
                   cost_us=cost_us if cost_us is not None
@@ -109,7 +116,8 @@ def _proxy_score(index: int, rung: int, epochs: int, manifest: pd.DataFrame,
 
 
 def score_candidate(slot: int, manifest: pd.DataFrame, cache: ImageCache,
-                    ingestion_report: dict, balance_plan: dict, params: AugmentationParams,
+                    ingestion_report: IngestionReport, balance_plan: BalancePlan,
+                    params: AugmentationParams,
                     training: TrainingParams, seed: int) -> dict:
     """The first rung of the search for the candidate in ``slot`` (0-based).
 
@@ -127,8 +135,9 @@ def score_candidate(slot: int, manifest: pd.DataFrame, cache: ImageCache,
                         params, training, seed).record()
 
 
-def successive_halving(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
-                       balance_plan: dict, params: AugmentationParams,
+def successive_halving(manifest: pd.DataFrame, cache: ImageCache,
+                       ingestion_report: IngestionReport, balance_plan: BalancePlan,
+                       params: AugmentationParams,
                        training: TrainingParams, seed: int, *first_rung: dict) -> list[dict]:
     """The later rungs: the best ``1 / eta`` of each rung train ``eta`` times longer.
 
@@ -159,7 +168,7 @@ def successive_halving(manifest: pd.DataFrame, cache: ImageCache, ingestion_repo
 
 
 def choose_policy(params: AugmentationParams,
-                  scores: list[dict]) -> tuple[dict, pd.DataFrame, Figure]:
+                  scores: list[dict]) -> tuple[AugmentationSpec, pd.DataFrame, Figure]:
     """The policy training uses: the search's winner, or ``augmentation.policy``.
 
     Returns:
@@ -170,19 +179,21 @@ def choose_policy(params: AugmentationParams,
     if not search.enabled:
         spec = params.spec()
         return (spec, pd.DataFrame(columns=LEADERBOARD_COLUMNS),
-                leaderboard_figure(None, f"no search: augmentation.policy = {spec['policy']}"))
+                leaderboard_figure(None, f"no search: augmentation.policy = {spec.policy}"))
     table = leaderboard([Score(**record) for record in scores], search.tie_tolerance)
     table.insert(2, "written", [search.candidates[index] for index in table["candidate"]])
     winner = int(table.loc[table["selected"], "candidate"].iloc[0])
     spec = params.spec(search.candidates[winner], f"augmentation.search.candidates[{winner}]")
-    spec = spec | {"search": {"candidate": winner, "written": search.candidates[winner]}}
-    logger.info("augmentation search selected candidate %d: %s", winner, spec["policy"])
+    spec = spec.model_copy(update={"search": SearchChoice(
+        candidate=winner, written=search.candidates[winner])})
+    logger.info("augmentation search selected candidate %d: %s", winner, spec.policy)
     title = (f"augmentation search: {len(table)} candidates, rungs of "
              f"{rung_epochs(search.epochs, search.eta, search.rungs)} epochs")
     return spec, table, leaderboard_figure(table, title)
 
 
-def preview_candidates(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
+def preview_candidates(manifest: pd.DataFrame, cache: ImageCache,
+                       ingestion_report: IngestionReport,
                        params: AugmentationParams, image_size: int | None,
                        seed: int) -> dict[str, Figure]:
     """A preview grid of each candidate (of ``augmentation.policy`` without a search),
@@ -195,8 +206,9 @@ def preview_candidates(manifest: pd.DataFrame, cache: ImageCache, ingestion_repo
             for name, policy in zip(names, policies, strict=True)}
 
 
-def preview_augmentation(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: dict,
-                         spec: dict, params: AugmentationParams, image_size: int | None,
+def preview_augmentation(manifest: pd.DataFrame, cache: ImageCache,
+                         ingestion_report: IngestionReport, spec: AugmentationSpec,
+                         params: AugmentationParams, image_size: int | None,
                          seed: int) -> Figure:
     """A grid: each row one training image, then augmented copies of it.
 
@@ -215,14 +227,14 @@ def preview_augmentation(manifest: pd.DataFrame, cache: ImageCache, ingestion_re
     rng = np.random.default_rng(seed)
     chosen = train.iloc[rng.choice(len(train), size=min(params.preview_images, len(train)),
                                    replace=False)]
-    augment = build_train_transform(spec, image_size)
-    original = build_eval_transform(image_size)
+    augment = make_train_transform(spec, image_size)
+    original = make_eval_transform(image_size)
     torch.manual_seed(seed)
     rows, titles = [], []
-    images = manifest_dataset(chosen, cache, ingestion_report["root"], None,
-                              ingestion_report["channels"])
+    images = manifest_dataset(chosen, cache, ingestion_report.root, None,
+                              ingestion_report.channels)
     for index, label in enumerate(chosen["label"]):
         image, _ = images[index]
         rows.append([original(image)] + [augment(image) for _ in range(params.preview_repeats)])
-        titles.append(f"{label}: original, then {spec['policy']}")
-    return image_grid_figure(rows, titles, f"augmentation policy '{spec['policy']}'")
+        titles.append(f"{label}: original, then {spec.policy}")
+    return image_grid_figure(rows, titles, f"augmentation policy '{spec.policy}'")

@@ -9,7 +9,7 @@ all of them when ``augmentation.search.enabled`` is false, return at once.
 
 from functools import partial
 
-from kedro.pipeline import Pipeline, node, pipeline
+from kedro.pipeline import Node, Pipeline, node, pipeline
 
 from visrec.params import SEARCH_SLOTS
 
@@ -25,7 +25,7 @@ DATA = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
         "params:augmentation", "params:training", "params:seed"]
 
 
-def _slot(index: int) -> node:
+def _slot(index: int) -> Node:
     """The first-rung node of candidate slot ``index`` (0-based), in its own namespace."""
     namespace = f"augmentation_search.candidate_{index + 1}"
     scorer = partial(score_candidate, index)

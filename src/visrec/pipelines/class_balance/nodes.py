@@ -5,14 +5,15 @@ import logging
 import pandas as pd
 from matplotlib.figure import Figure
 
-from visrec.core.balance import analyse_classes, class_counts, make_balance_plan
+from visrec.core.balance import BalancePlan, analyse_classes, class_counts, make_balance_plan
+from visrec.core.data import IngestionReport
 from visrec.core.plots import class_distribution_figure
 from visrec.params import ClassBalanceParams
 
 logger = logging.getLogger(__name__)
 
 
-def analyse_class_distribution(manifest: pd.DataFrame, ingestion_report: dict,
+def analyse_class_distribution(manifest: pd.DataFrame, ingestion_report: IngestionReport,
                                params: ClassBalanceParams) -> tuple[pd.DataFrame, dict]:
     """Images per class and split, effective numbers, shot groups and the summary report.
 
@@ -24,7 +25,7 @@ def analyse_class_distribution(manifest: pd.DataFrame, ingestion_report: dict,
     Returns:
         ``(class_counts, class_balance_report)``.
     """
-    counts = class_counts(manifest, ingestion_report["classes"])
+    counts = class_counts(manifest, list(ingestion_report.classes))
     table, report = analyse_classes(counts, params.beta, params.groups.many, params.groups.few)
     logger.info("train: %d images of %d classes, imbalance ratio %.1f (%s %d / %s %d), "
                 "normalised entropy %.3f; many/medium/few-shot classes: %s",
@@ -37,10 +38,10 @@ def analyse_class_distribution(manifest: pd.DataFrame, ingestion_report: dict,
     return table, report
 
 
-def plan_balance(counts: pd.DataFrame, params: ClassBalanceParams) -> dict:
+def plan_balance(counts: pd.DataFrame, params: ClassBalanceParams) -> BalancePlan:
     """The remedy for imbalance that training applies, and why."""
-    plan = make_balance_plan(counts, params)
-    logger.info("class_balance plan: %s (%s)", plan["strategy"], plan["reason"])
+    plan = make_balance_plan(counts, params.settings())
+    logger.info("class_balance plan: %s (%s)", plan.strategy, plan.reason)
     return plan
 
 

@@ -2,7 +2,7 @@
 
 from PIL import Image
 
-from visrec.core.demo import make_demo_digits
+from visrec.core.data import make_demo_digits
 from visrec.params import DemoDataParams
 
 

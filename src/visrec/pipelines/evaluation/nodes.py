@@ -7,28 +7,27 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 from visrec.core.balance import class_list
-from visrec.core.calibration import (
-    expected_calibration_error,
-    fit_temperature,
-    reliability_table,
-    side_by_side,
-    softmax,
-)
-from visrec.core.data import manifest_dataset
+from visrec.core.data import IngestionReport, manifest_dataset
 from visrec.core.evaluate import (
     choose_served,
     comparison_table,
-    input_key,
+    confused_pairs,
+    confusion,
+    expected_calibration_error,
+    fit_temperature,
+    metrics_on_test,
+    per_class_report,
+    reliability_table,
+    side_by_side,
+    softmax,
     split_logits,
-    test_metrics,
-    trained_with_hflip,
     tta_metrics,
     validation_metrics,
 )
-from visrec.core.metrics import confused_pairs, confusion, per_class_report
-from visrec.core.models import model_from_artifact, select_device
+from visrec.core.models import ModelInputs, WeightSet, model_from_weight_set, select_device
 from visrec.core.plots import (
     confused_pairs_figure,
     gallery_figure,
@@ -49,8 +48,8 @@ def _labels(manifest: pd.DataFrame, name: str) -> np.ndarray:
     return _split(manifest, name)["class_index"].to_numpy()
 
 
-def score_splits(trained_models: dict[str, dict], manifest: pd.DataFrame,
-                 ingestion_report: dict, params: EvaluationParams
+def score_splits(trained_models: dict[str, WeightSet], manifest: pd.DataFrame,
+                 ingestion_report: IngestionReport, params: EvaluationParams
                  ) -> dict[str, dict[str, np.ndarray]]:
     """Logits of every weight set on the validation and test splits, from the image files
     (the input prediction gets, not the packed cache's resized copies).
@@ -74,22 +73,23 @@ def score_splits(trained_models: dict[str, dict], manifest: pd.DataFrame,
                          "ingestion.test_fraction > 0 or add a test/ folder")
     device = select_device(params.device, key="evaluation.device")
     splits = {name: _split(manifest, name) for name in ("val", "test")}
-    flipped = {name for name, artifact in trained_models.items()
-               if params.tta == "hflip" and trained_with_hflip(artifact["config"])}
+    flipped = {name for name, weight_set in trained_models.items()
+               if params.tta == "hflip" and weight_set.config.augmentation.hflip}
     if params.tta == "hflip" and set(trained_models) - flipped:
         logger.info("evaluation.tta = 'hflip': skipped for %s weights, trained without "
                     "horizontal flips (their augmentation spec has hflip=false)",
                     sorted(set(trained_models) - flipped))
     # Weight sets with the same input (final, SWA and EMA of one run) share each decoded
     # batch: every image is read once, not once per weight set.
-    groups: dict[tuple, list[str]] = {}
-    for name, artifact in trained_models.items():
-        groups.setdefault(input_key(artifact["config"]), []).append(name)
-    logits = {}
-    for names in groups.values():
-        models = {name: model_from_artifact(trained_models[name]).to(device) for name in names}
-        logits |= split_logits(models, trained_models[names[0]]["config"], splits,
-                               ingestion_report["root"], params.batch_size, device, flipped)
+    groups: dict[ModelInputs, list[str]] = {}
+    for name, weight_set in trained_models.items():
+        groups.setdefault(weight_set.config.inputs, []).append(name)
+    logits: dict[str, dict[str, np.ndarray]] = {}
+    for inputs, names in groups.items():
+        models = {name: model_from_weight_set(trained_models[name]).to(device)
+                  for name in names}
+        logits |= split_logits(models, inputs, splits, ingestion_report.root,
+                               params.batch_size, device, flipped)
     return {name: logits[name] for name in trained_models}
 
 
@@ -119,7 +119,7 @@ def fit_temperatures(logits: dict[str, dict[str, np.ndarray]], manifest: pd.Data
 
 
 def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: dict[str, float],
-                      manifest: pd.DataFrame, ingestion_report: dict,
+                      manifest: pd.DataFrame, ingestion_report: IngestionReport,
                       class_counts: pd.DataFrame, params: EvaluationParams
                       ) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Test metrics of every weight set, the comparison table and the served choice.
@@ -139,7 +139,7 @@ def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: di
         precision/recall/F1/support per weight set; one row per test image with
         ``predicted_<weights>`` and the calibrated ``confidence_<weights>``.
     """
-    classes = ingestion_report["classes"]
+    classes = list(ingestion_report.classes)
     test = _split(manifest, "test")
     labels, val_labels = test["class_index"].to_numpy(), _labels(manifest, "val")
     groups = class_counts.set_index("label").loc[classes, ["train", "group"]]
@@ -150,14 +150,16 @@ def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: di
         logger.warning("evaluation: classes %s have no test image: their accuracy is not "
                        "measured, and balanced accuracy and group accuracy leave them out",
                        class_list(untested))
-    metrics, validation, reports = {}, {}, []
+    metrics: dict[str, dict[str, Any]] = {}
+    validation: dict[str, dict[str, float]] = {}
+    reports = []
     # One column pair per weight set, so each gets its own `dvc plots` confusion matrix.
     predictions = pd.DataFrame({"path": test["path"].to_numpy(),
                                 "actual": test["label"].to_numpy()})
     for name, split in logits.items():
         temperature = temperatures[name]
-        metrics[name] = test_metrics(split["test"], labels, temperature, class_groups,
-                                     params.calibration_bins)
+        metrics[name] = metrics_on_test(split["test"], labels, temperature, class_groups,
+                                        params.calibration_bins)
         validation[name] = validation_metrics(split.get("val"), val_labels)
         if "test_hflip" in split:
             metrics[name]["tta_hflip"] = tta_metrics(split["test"], split["test_hflip"], labels,
@@ -182,8 +184,8 @@ def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: di
     return metrics, table, pd.concat(reports, ignore_index=True), predictions
 
 
-def served_model(trained_models: dict[str, dict], weight_sets: pd.DataFrame,
-                 temperatures: dict[str, float]) -> dict[str, Any]:
+def served_model(trained_models: dict[str, WeightSet], weight_sets: pd.DataFrame,
+                 temperatures: dict[str, float]) -> WeightSet:
     """The weight set marked to serve, with its temperature and figures in its config.
 
     Args:
@@ -192,28 +194,27 @@ def served_model(trained_models: dict[str, dict], weight_sets: pd.DataFrame,
         temperatures: Temperature of each weight set.
 
     Returns:
-        ``{"weights": tensors, "config": config}``: the training config plus
-        ``temperature``, ``served_from`` and ``test_metrics``.
+        The weight set, its config with ``temperature``, ``served_from`` and ``scores``.
     """
     row = weight_sets[weight_sets["served"]].iloc[0]
     name = row["weights"]
-    artifact = trained_models[name]
+    chosen = trained_models[name]
     scores = {k: None if pd.isna(v) else float(v) for k, v in row.items()
               if k not in ("weights", "served")}
-    config = artifact["config"] | {"temperature": temperatures[name], "served_from": name,
-                                   "scores": scores}
-    return {"weights": artifact["weights"], "config": config}
+    config = chosen.config.model_copy(update={"temperature": temperatures[name],
+                                              "served_from": name, "scores": scores})
+    return WeightSet(chosen.weights, config)
 
 
-def _served(served: dict[str, Any], logits: dict[str, dict[str, np.ndarray]]
+def _served(served: WeightSet, logits: dict[str, dict[str, np.ndarray]]
             ) -> tuple[str, float, np.ndarray]:
-    config = served["config"]
-    name = config["served_from"]
-    return name, float(config["temperature"]), logits[name]["test"]
+    name = str(served.config.served_from)
+    temperature = 1.0 if served.config.temperature is None else served.config.temperature
+    return name, temperature, logits[name]["test"]
 
 
-def confusion_report(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any],
-                     manifest: pd.DataFrame, ingestion_report: dict,
+def confusion_report(logits: dict[str, dict[str, np.ndarray]], served: WeightSet,
+                     manifest: pd.DataFrame, ingestion_report: IngestionReport,
                      class_counts: pd.DataFrame, params: EvaluationParams
                      ) -> tuple[Figure, pd.DataFrame, Figure]:
     """The served weights' sorted confusion matrix and most-confused class pairs.
@@ -224,7 +225,7 @@ def confusion_report(logits: dict[str, dict[str, np.ndarray]], served: dict[str,
         ``predicted``, ``images``, ``rate``) and as a bar chart.
     """
     name, _, test_logits = _served(served, logits)
-    classes = ingestion_report["classes"]
+    classes = list(ingestion_report.classes)
     labels = _labels(manifest, "test")
     counts = confusion(labels, test_logits.argmax(axis=1), len(classes))
     pairs = confused_pairs(counts, classes, params.top_confusions)
@@ -239,7 +240,7 @@ def confusion_report(logits: dict[str, dict[str, np.ndarray]], served: dict[str,
     return figure, pairs, pairs_figure
 
 
-def long_tail_report(served: dict[str, Any], per_class: pd.DataFrame) -> tuple[pd.DataFrame,
+def long_tail_report(served: WeightSet, per_class: pd.DataFrame) -> tuple[pd.DataFrame,
                                                                               Figure]:
     """Per-class test accuracy of the served weights against training images.
 
@@ -247,7 +248,7 @@ def long_tail_report(served: dict[str, Any], per_class: pd.DataFrame) -> tuple[p
         ``(table, figure)``: ``label``, ``group``, ``train_images``, ``test_images`` and
         ``accuracy`` (recall) of every class with test images; the scatter plot.
     """
-    name = served["config"]["served_from"]
+    name = str(served.config.served_from)
     rows = per_class[per_class["weights"] == name]
     figure = long_tail_figure(rows, f"Per-class accuracy against training images, "
                                     f"{name} weights")
@@ -258,7 +259,7 @@ def long_tail_report(served: dict[str, Any], per_class: pd.DataFrame) -> tuple[p
     return table, figure
 
 
-def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any],
+def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: WeightSet,
                        manifest: pd.DataFrame, params: EvaluationParams
                        ) -> tuple[pd.DataFrame, Figure]:
     """The served weights' reliability diagram on test, before and after temperature scaling.
@@ -284,16 +285,19 @@ def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: dict[st
 GALLERY_SIDE = 256  # pixels: a gallery tile never needs more (a 12 MP photo would be GBs)
 
 
-def _gallery_tile(image: Any) -> torch.Tensor:
-    """A CxHxW float image in [0, 1], at most 256 pixels a side, from a PIL image."""
+def _gallery_tile(image: Image.Image | torch.Tensor) -> torch.Tensor:
+    """A CxHxW float image in [0, 1], at most 256 pixels a side, from a PIL image (the
+    file-reading dataset gives PIL images)."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"gallery tiles come from image files, got {type(image).__name__}")
     image = image.copy()
     image.thumbnail((GALLERY_SIDE, GALLERY_SIDE))
     pixels = np.asarray(image)
     return torch.tensor(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1) / 255.0
 
 
-def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any],
-                 manifest: pd.DataFrame, ingestion_report: dict,
+def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: WeightSet,
+                 manifest: pd.DataFrame, ingestion_report: IngestionReport,
                  params: EvaluationParams) -> Figure:
     """The test images the served weights get most wrong: highest cross-entropy first.
 
@@ -306,9 +310,9 @@ def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: dict[str, Any
     probabilities = softmax(test_logits, temperature)
     losses = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12))
     worst = np.argsort(-losses, kind="stable")[:params.gallery_images]
-    classes = ingestion_report["classes"]
-    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report["root"], _gallery_tile,
-                               int(ingestion_report.get("channels", 3)))
+    classes = ingestion_report.classes
+    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report.root, _gallery_tile,
+                               ingestion_report.channels)
     images, captions = [], []
     for position, row in enumerate(worst):
         predicted = int(probabilities[row].argmax())

@@ -6,8 +6,10 @@ from typing import Any
 import pandas as pd
 import torch
 
+from visrec.core.data import IngestionReport
 from visrec.core.evaluate import eval_loader_of
-from visrec.core.export import (
+from visrec.core.models import WeightSet, model_from_weight_set
+from visrec.core.serve import (
     ServingModel,
     export_onnx,
     export_torchscript,
@@ -16,7 +18,6 @@ from visrec.core.export import (
     serving_metadata,
     torchscript_outputs,
 )
-from visrec.core.models import model_from_artifact
 from visrec.params import ExportParams
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ def _parity_rows(manifest: pd.DataFrame, count: int) -> pd.DataFrame:
     raise ValueError("export: the manifest has no images to check the exported model on")
 
 
-def export_model(served_model: dict[str, Any], manifest: pd.DataFrame,
-                 ingestion_report: dict, params: ExportParams
+def export_model(served_model: WeightSet, manifest: pd.DataFrame,
+                 ingestion_report: IngestionReport, params: ExportParams
                  ) -> tuple[bytes, bytes, dict]:
     """Export the served model to ONNX and TorchScript; check both against PyTorch.
 
@@ -54,10 +55,11 @@ def export_model(served_model: dict[str, Any], manifest: pd.DataFrame,
         ValueError: If a format's probabilities differ from PyTorch's by more than
             ``export.parity_tolerance``.
     """
-    config = served_model["config"]
-    module = ServingModel(model_from_artifact(served_model), config.get("temperature", 1.0))
+    config = served_model.config
+    temperature = 1.0 if config.temperature is None else config.temperature
+    module = ServingModel(model_from_weight_set(served_model), temperature)
     rows = _parity_rows(manifest, params.parity_images)
-    loader = eval_loader_of(config, rows, ingestion_report["root"], params.batch_size,
+    loader = eval_loader_of(config.inputs, rows, ingestion_report.root, params.batch_size,
                             torch.device("cpu"))
     batches = [images for images, _ in loader]
     example = torch.cat(batches)[:2]
@@ -66,8 +68,8 @@ def export_model(served_model: dict[str, Any], manifest: pd.DataFrame,
                 "torchscript": export_torchscript(module, example)}
     runners = {"onnx": lambda b: onnx_outputs(exported["onnx"], b.numpy()),
                "torchscript": lambda b: torchscript_outputs(exported["torchscript"], b)}
-    report: dict[str, Any] = {"weights": config.get("served_from"),
-                              "temperature": float(config.get("temperature", 1.0)),
+    report: dict[str, Any] = {"weights": config.served_from,
+                              "temperature": float(temperature),
                               "images": len(rows), "batch_sizes": sorted({len(b) for b in
                                                                           batches}),
                               "tolerance": params.parity_tolerance}

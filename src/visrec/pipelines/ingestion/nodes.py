@@ -5,17 +5,19 @@ import time
 
 import pandas as pd
 
-from visrec.core.cache import ImageCache, update_cache
-from visrec.core.images import InspectSettings, worker_count
-from visrec.core.ingest import (
+from visrec.core.data import (
+    ImageCache,
+    IngestionReport,
     curate,
     files_to_check,
+    ingestion_report,
     list_source,
-    quarantine_counts,
     resolve_root,
     source_name,
     summary_lines,
+    update_cache,
 )
+from visrec.core.images import InspectSettings, worker_count
 from visrec.core.models import cache_resolution
 from visrec.params import IngestionParams
 
@@ -74,7 +76,8 @@ def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionP
 
 
 def curate_images(listing: pd.DataFrame, class_names: list[str], cache: ImageCache,
-                  params: IngestionParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                  params: IngestionParams, seed: int
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, IngestionReport]:
     """Drop conflicts, duplicates and leakage, carve missing splits, and report.
 
     Args:
@@ -90,22 +93,8 @@ def curate_images(listing: pd.DataFrame, class_names: list[str], cache: ImageCac
     manifest, quarantine, facts = curate(listing, cache.index, class_names,
                                          params.val_fraction, params.test_fraction, seed,
                                          source_name(params.root, params.labels_file))
-    cached = int((manifest["cache_index"] >= 0).sum()) if cache.enabled else 0
-    report = {
-        "root": params.root,  # as configured: a relative root stays portable
-        "labels_file": params.labels_file,
-        "channels": params.channels,
-        "classes": facts["classes"],
-        "num_images": len(manifest),
-        "counts": facts["counts"],
-        "quarantine": quarantine_counts(quarantine),
-        "duplicates": facts["duplicates"],
-        "leakage": facts["leakage"],
-        "dropped_classes": facts["dropped_classes"],
-        "cache": {"enabled": cache.enabled, "resolution": cache.settings.resolution,
-                  "channels": cache.settings.channels, "images": cached,
-                  "bytes": cache.slots * cache.slot_bytes if cache.enabled else 0},
-    }
+    report = ingestion_report(facts, manifest, quarantine, cache, root=params.root,
+                              labels_file=params.labels_file, channels=params.channels)
     for line in summary_lines(report, quarantine):
         logger.info("%s", line)
     return manifest, quarantine, report

@@ -2,18 +2,17 @@
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from visrec.core.models import model_from_artifact, select_device
-from visrec.core.predict import Predictor, list_inputs, predict_files
+from visrec.core.models import WeightSet, model_from_weight_set, select_device
+from visrec.core.serve import Predictor, list_inputs, predict_files
 from visrec.params import PredictParams
 
 logger = logging.getLogger(__name__)
 
 
-def predict_images(served_model: dict[str, Any], params: PredictParams
+def predict_images(served_model: WeightSet, params: PredictParams
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Classify the images ``predict.input`` names with the served weights.
 
@@ -29,12 +28,12 @@ def predict_images(served_model: dict[str, Any], params: PredictParams
     """
     root, paths = list_inputs(params.input, Path.cwd())
     device = select_device(params.device, key="predict.device")
-    predictor = Predictor(model_from_artifact(served_model).to(device), served_model["config"])
+    predictor = Predictor(model_from_weight_set(served_model).to(device), served_model.config)
     predictions, failures = predict_files(predictor, root, paths, params.top_k,
                                           params.batch_size, device, params.num_workers,
                                           params.max_pixels)
     logger.info("predict: %d images classified with the %s weights (T = %.3f) from %s",
-                len(predictions), served_model["config"].get("served_from", "served"),
+                len(predictions), served_model.config.served_from or "served",
                 predictor.temperature, root)
     if len(failures):
         logger.warning("predict: %d files could not be read and are listed in "

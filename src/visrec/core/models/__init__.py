@@ -1,0 +1,40 @@
+"""timm models: made by name from scratch or local weights, their input config, and weight
+sets (tensors and config) as training writes and evaluation, prediction and export read."""
+
+from visrec.core.models.artifact import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    BalanceSummary,
+    WeightSet,
+    WeightSetConfig,
+    make_weight_set,
+    model_from_weight_set,
+    read_weight_set,
+    write_weight_set,
+)
+from visrec.core.models.devices import select_device
+from visrec.core.models.factory import (
+    cache_resolution,
+    default_input_size,
+    make_classifier,
+    model_inputs,
+    residual_blocks,
+    set_backbone_frozen,
+    set_zero_gamma,
+)
+from visrec.core.models.inputs import ModelInputs, resolve_input_config
+from visrec.core.models.weights import (
+    WeightsError,
+    load_backbone_weights,
+    load_teacher,
+    timm_api,
+)
+
+__all__ = [
+    "CONFIG_FILE", "WEIGHTS_FILE", "BalanceSummary", "ModelInputs", "WeightSet",
+    "WeightSetConfig", "WeightsError", "cache_resolution", "default_input_size",
+    "load_backbone_weights", "load_teacher", "make_classifier", "make_weight_set",
+    "model_from_weight_set", "model_inputs", "read_weight_set", "residual_blocks",
+    "resolve_input_config", "select_device", "set_backbone_frozen", "set_zero_gamma",
+    "timm_api", "write_weight_set",
+]

@@ -1,0 +1,127 @@
+"""Weight sets: a model's tensors with the config that rebuilds and describes it.
+
+On disk a weight set is a folder::
+
+    model.safetensors   tensors only, never pickle
+    config.json         architecture, classes, input config, how it was trained, scores
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from visrec.core.augment import AugmentationSpec
+from visrec.core.models.inputs import ModelInputs
+from visrec.core.records import Record
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class BalanceSummary(Record):
+    """The class-balance remedy a weight set was trained with."""
+
+    strategy: str
+    components: tuple[str, ...]
+    reason: str
+
+
+class WeightSetConfig(Record):
+    """What rebuilds a weight set and what it is: ``config.json`` beside its tensors.
+
+    The input config is written out at the top level (``image_size``, ``mean``, ...), as
+    servers read it.
+
+    Attributes:
+        architecture: The timm architecture.
+        classes: Class names in output order.
+        image_size: Input side, pixels.
+        interpolation: Resampling filter of resizes.
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation standard deviation.
+        in_chans: Input channels.
+        seed: The training seed.
+        git_commit: The code's commit (``-dirty`` with local changes), or None.
+        training: The ``training`` parameters of the run.
+        augmentation: The augmentation spec it was trained with.
+        class_balance: The remedy for imbalance it was trained with.
+        weights: ``final``, ``swa`` or ``ema``.
+        val_metrics: Validation loss, top-1 and balanced accuracy, or None without a
+            validation split.
+        temperature: The calibration temperature (the served weight set), or None.
+        served_from: The weight set the served one is (the served weight set), or None.
+        scores: Its validation and test figures (the served weight set), or None.
+    """
+
+    architecture: str
+    classes: tuple[str, ...]
+    image_size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_chans: int
+    seed: int
+    git_commit: str | None
+    training: dict[str, Any]
+    augmentation: AugmentationSpec
+    class_balance: BalanceSummary
+    weights: str
+    val_metrics: dict[str, float] | None
+    temperature: float | None = None
+    served_from: str | None = None
+    scores: dict[str, float | None] | None = None
+
+    @property
+    def inputs(self) -> ModelInputs:
+        """The input config."""
+        return ModelInputs(image_size=self.image_size, interpolation=self.interpolation,
+                           mean=self.mean, std=self.std, in_chans=self.in_chans)
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """A model's weights (contiguous CPU tensors by state-dict key) and its config."""
+
+    weights: dict[str, torch.Tensor]
+    config: WeightSetConfig
+
+
+def make_weight_set(model: nn.Module, config: WeightSetConfig) -> WeightSet:
+    """A weight set of ``model``'s current weights, copied to the CPU."""
+    state = {name: tensor.detach().to("cpu").contiguous().clone()
+             for name, tensor in model.state_dict().items()}
+    return WeightSet(state, config)
+
+
+def model_from_weight_set(weight_set: WeightSet) -> nn.Module:
+    """Rebuild the model of a weight set, in eval mode."""
+    import timm  # noqa: PLC0415 - `import timm` takes seconds
+
+    config = weight_set.config
+    model = timm.create_model(config.architecture, pretrained=False,
+                              num_classes=len(config.classes), in_chans=config.in_chans)
+    model.load_state_dict(weight_set.weights)
+    return model.eval()
+
+
+def read_weight_set(folder: Path) -> WeightSet:
+    """The weight set of a folder (``model.safetensors`` and ``config.json``)."""
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    return WeightSet(load_file(folder / WEIGHTS_FILE), WeightSetConfig.from_json(config))
+
+
+def write_weight_set(folder: Path, weight_set: WeightSet) -> None:
+    """Write a weight set's safetensors file and config into ``folder``."""
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    save_file(weight_set.weights, folder / WEIGHTS_FILE)
+    (folder / CONFIG_FILE).write_text(json.dumps(weight_set.config.to_json(), indent=2,
+                                                 sort_keys=True) + "\n", encoding="utf-8")

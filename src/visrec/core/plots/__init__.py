@@ -1,0 +1,22 @@
+"""Figures as matplotlib ``Figure`` objects, for Kedro's matplotlib datasets to save."""
+
+from visrec.core.plots.evaluation import (
+    confused_pairs_figure,
+    long_tail_figure,
+    reliability_figure,
+    sorted_confusion_figure,
+)
+from visrec.core.plots.figures import (
+    class_distribution_figure,
+    gallery_figure,
+    image_grid_figure,
+    leaderboard_figure,
+    learning_curve_figure,
+)
+from visrec.core.plots.style import GROUP_COLOURS, SPLIT_COLOURS
+
+__all__ = [
+    "GROUP_COLOURS", "SPLIT_COLOURS", "class_distribution_figure", "confused_pairs_figure",
+    "gallery_figure", "image_grid_figure", "leaderboard_figure", "learning_curve_figure",
+    "long_tail_figure", "reliability_figure", "sorted_confusion_figure",
+]

@@ -1,0 +1,197 @@
+"""Prediction on new images: any folder layout or a list of paths, bad files reported.
+
+Files are decoded the way ingestion checks them (:func:`visrec.core.images.read_checked`),
+in the loader's worker processes; a file that fails is returned as a failure row with one
+of ingestion's quarantine reasons, and the batch goes on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from visrec.core.augment import make_eval_transform
+from visrec.core.data import Transform, auto_num_workers
+from visrec.core.evaluate import softmax
+from visrec.core.images import Rejected, read_checked
+from visrec.core.models import WeightSetConfig
+
+logger = logging.getLogger(__name__)
+
+LIST_SUFFIXES = (".txt", ".lst")  # a file of paths, one per line
+
+
+class PredictInputError(ValueError):
+    """``predict.input`` names nothing visrec can read."""
+
+
+def _walk(folder: Path) -> list[str]:
+    """Every non-hidden file under ``folder``, as sorted paths relative to it.
+
+    Linked folders are followed (a folder of links to image folders is a common layout),
+    each real folder once, so a link back up the tree cannot loop.
+    """
+    found, seen = [], set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # the first link wins
+        base = Path(current).relative_to(folder)
+        found += [(base / name).as_posix() for name in files if not name.startswith(".")]
+    return sorted(found)
+
+
+def list_inputs(spec: str | Sequence[str] | None, base: Path) -> tuple[Path, list[str]]:
+    """The files to classify: a folder (recursively), a ``.txt`` list of paths, a file, or
+    a list of paths.
+
+    Args:
+        spec: ``predict.input``.
+        base: Folder that relative paths are resolved against (the project root).
+
+    Returns:
+        ``(root, paths)``: paths relative to ``root`` (the folder, the list file's folder,
+        or ``base`` for a list), in the order given (a folder's files sorted).
+
+    Raises:
+        PredictInputError: Naming ``predict.input``, the value and what is accepted.
+    """
+    accepted = ("give a folder of images (any layout), a .txt file with one image path per "
+                "line, an image file, or a list of paths")
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        raise PredictInputError(f"predict.input is not set; {accepted}, for example "
+                                "--params \"predict.input=data/new_images\"")
+    if not isinstance(spec, str):
+        if not spec:
+            raise PredictInputError(f"predict.input = []: the list is empty; {accepted}")
+        return base, [str(p) for p in spec]
+    path = (base / spec).resolve()
+    if path.is_dir():
+        files = _walk(path)
+        if not files:
+            raise PredictInputError(f"predict.input = {spec!r}: the folder has no files")
+        return path, files
+    if not path.is_file():
+        raise PredictInputError(f"predict.input = {spec!r}: no such file or folder "
+                                f"({path}); {accepted}")
+    if path.suffix.lower() in LIST_SUFFIXES:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.parent, [line.strip() for line in lines if line.strip()
+                             and not line.lstrip().startswith("#")]
+    return path.parent, [path.name]
+
+
+class PredictionImages(Dataset):
+    """Image files decoded and transformed for the model; a bad file gives its reason.
+
+    Items are ``(image or None, index, reason, detail)``.
+    """
+
+    def __init__(self, root: Path, paths: Sequence[str], transform: Transform, channels: int,
+                 max_pixels: int) -> None:
+        self.root = root
+        self.paths = list(paths)
+        self.transform = transform
+        self.channels = channels
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str, str]:
+        try:
+            image = read_checked(self.root / self.paths[index], self.channels, self.max_pixels)
+            return self.transform(image), index, "", ""
+        except Rejected as rejected:
+            return None, index, rejected.reason, rejected.detail
+        except Exception as error:  # a file no check foresaw: reported, never fatal
+            return None, index, "unreadable", f"{type(error).__name__}: {error}"[:300]
+
+
+def collate_checked(items: list[tuple]) -> tuple[torch.Tensor | None, list[int], list[tuple]]:
+    """Stack the good images of a batch; keep the bad ones as ``(index, reason, detail)``."""
+    good = [(image, index) for image, index, _, _ in items if image is not None]
+    bad = [(index, reason, detail) for image, index, reason, detail in items if image is None]
+    images = torch.stack([image for image, _ in good]) if good else None
+    return images, [index for _, index in good], bad
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A served model and what it needs: classes, input config and temperature."""
+
+    model: nn.Module
+    config: WeightSetConfig
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature stored with the model (1.0 when none)."""
+        return 1.0 if self.config.temperature is None else self.config.temperature
+
+    def transform(self) -> Transform:
+        """The evaluation transform the model was trained for."""
+        inputs = self.config.inputs
+        return make_eval_transform(inputs.image_size, inputs.mean, inputs.std,
+                                   inputs.interpolation)
+
+
+@torch.no_grad()
+def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k: int,
+                  batch_size: int, device: torch.device, num_workers: int | None,
+                  max_pixels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Classify image files in batches; unreadable files are listed, not fatal.
+
+    Args:
+        predictor: The model (on ``device``) and its config.
+        root: Folder ``paths`` are relative to (absolute paths are kept as they are).
+        paths: The files.
+        top_k: Labels and probabilities per image (at most the number of classes).
+        batch_size: Images per batch.
+        device: Where the model runs.
+        num_workers: Decoding processes; None chooses by device.
+        max_pixels: Larger images are refused.
+
+    Returns:
+        ``(predictions, failures)``: ``path``, ``label_1``, ``probability_1`` ... up to
+        ``top_k`` with calibrated probabilities, in input order; ``path``, ``reason`` and
+        ``detail`` of every file that could not be read.
+    """
+    classes = np.asarray(predictor.config.classes, dtype=object)
+    k = min(top_k, len(classes))
+    dataset = PredictionImages(root, paths, predictor.transform(),
+                               predictor.config.in_chans, max_pixels)
+    workers = auto_num_workers(device) if num_workers is None else num_workers
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_checked, pin_memory=device.type == "cuda")
+    predictor.model.eval()
+    rows, failures = [], []
+    for images, indices, bad in loader:
+        failures += [(paths[i], reason, detail) for i, reason, detail in bad]
+        if images is None:
+            continue
+        logits = predictor.model(images.to(device, non_blocking=True)).float().cpu().numpy()
+        probabilities = softmax(logits, predictor.temperature)
+        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        for index, order, probs in zip(indices, top, probabilities, strict=True):
+            row: dict[str, Any] = {"path": paths[index]}
+            for rank, chosen in enumerate(order, start=1):
+                row[f"label_{rank}"] = classes[chosen]
+                row[f"probability_{rank}"] = round(float(probs[chosen]), 6)
+            rows.append(row)
+    columns = ["path"] + [f"{name}_{r}" for r in range(1, k + 1)
+                          for name in ("label", "probability")]
+    return (pd.DataFrame(rows, columns=columns),
+            pd.DataFrame(failures, columns=["path", "reason", "detail"]))

@@ -1,0 +1,304 @@
+"""The training loop: :func:`train_one_epoch` and :func:`fit`, for any :class:`Task`.
+
+``fit`` runs the recipe of a :class:`FitConfig`: optimizer and schedule from
+:mod:`visrec.core.train.recipe`, mixed precision, channels_last, gradient clipping,
+EMA (timm ``ModelEmaV3``) and SWA (``torch.optim.swa_utils``), a checkpoint after every
+epoch, one or several processes. What a batch's loss is and what validation measures
+come from the task. A run continues exactly from a checkpoint: every epoch reseeds the
+generators from ``(seed, epoch)``, so an epoch does not depend on how the run got there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.optim.swa_utils import update_bn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from visrec.core.models import set_backbone_frozen
+from visrec.core.seeding import epoch_seed, seed_everything
+from visrec.core.train.averaging import make_swa_schedule, swa_epoch_ends_cycle
+from visrec.core.train.checkpoint import CheckpointStore, rng_state
+from visrec.core.train.config import PRECISIONS, FitConfig
+from visrec.core.train.recipe import LrSchedule
+from visrec.core.train.state import RunState, checkpoint_state, prepare_run, restore_run
+from visrec.core.train.tasks.base import Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOptions:
+    """What happens around each forward/backward pass of :func:`train_one_epoch`.
+
+    Attributes:
+        schedule: Stepped after every update, or None.
+        scaler: Gradient scaler (fp16), or None.
+        autocast_dtype: Mixed-precision dtype, or None for float32.
+        grad_clip: Maximum gradient norm, or None.
+        ema: A timm ``ModelEmaV3`` updated after every step, or None.
+        channels_last: Convert batches to NHWC.
+        batch_transform: The per-batch half of the training transform (crop, flip,
+            normalise), applied on the device, or None when the loader's images are ready.
+    """
+
+    schedule: LrSchedule | None = None
+    scaler: torch.amp.GradScaler | None = None
+    autocast_dtype: torch.dtype | None = None
+    grad_clip: float | None = None
+    ema: Any = None
+    channels_last: bool = False
+    batch_transform: nn.Module | None = None
+
+
+@dataclass
+class FitResult:
+    """Weight sets of a run (``final``, and ``swa`` / ``ema`` when on), its history, and the
+    generators' state where it ended (for a step that continues the run)."""
+
+    weights: dict[str, nn.Module]
+    history: pd.DataFrame
+    random_state: dict[str, Any] = field(default_factory=dict)
+
+
+def reseed_for_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
+    """Reseed the global generators, the loader and its sampler for ``epoch``.
+
+    Each epoch then draws the same batches and augmentations whether the run got there
+    without a break or resumed from a checkpoint.
+    """
+    value = epoch_seed(seed, epoch)
+    seed_everything(value)
+    if isinstance(loader.generator, torch.Generator):
+        loader.generator.manual_seed(value)
+    sampler = loader.sampler
+    set_epoch = getattr(sampler, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+    generator = getattr(sampler, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(value)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _backward_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   options: StepOptions) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    scaler = options.scaler
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if options.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    loss.backward()
+    if options.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+    optimizer.step()
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
+                    optimizer: torch.optim.Optimizer, device: torch.device, epoch: int,
+                    global_step: int = 0, options: StepOptions | None = None,
+                    frozen_norm: bool = False) -> dict[str, float]:
+    """One pass over ``loader``.
+
+    Args:
+        model: The model, already on ``device`` (possibly wrapped by DDP or compiled).
+        loader: Training batches of (images, targets).
+        task: Gives each batch's loss (its epoch already started).
+        optimizer: Steps once per batch.
+        device: Where batches go.
+        epoch: 0-based epoch index, for the progress bar and errors.
+        global_step: Updates made before this epoch.
+        options: Schedule, mixed precision, clipping, EMA, batch transform.
+        frozen_norm: Keep the model in eval mode (BatchNorm statistics and dropout fixed),
+            as when only the head is trained.
+
+    Raises:
+        FloatingPointError: If the loss stops being finite.
+
+    Returns:
+        Mean loss, the task's training metrics (``train_<name>``), images per second,
+        seconds, the share of the time spent waiting for data, and the last learning rate.
+    """
+    options = options or StepOptions()
+    model.train(not frozen_norm)
+    total_loss, seen, waited = 0.0, 0, 0.0
+    sums: dict[str, float] = {}
+    start = ready = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=None)
+    for step_index, (batch_images, batch_targets) in enumerate(bar):
+        waited += time.perf_counter() - ready
+        images = batch_images.to(device, non_blocking=True)
+        if options.batch_transform is not None:
+            images = options.batch_transform(images)
+        if options.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, options.autocast_dtype):
+            step = task.step(model, images, batch_targets.to(device, non_blocking=True))
+        if not torch.isfinite(step.loss):
+            raise FloatingPointError(
+                f"loss is {step.loss.item()} at epoch {epoch + 1}, step {step_index + 1}; "
+                "lower training.lr (or raise training.schedule.warmup_epochs, or set "
+                "training.grad_clip); the checkpoint of the last finished epoch is kept")
+        _backward_step(step.loss, model, optimizer, options)
+        global_step += 1
+        if options.schedule is not None:
+            options.schedule.step(global_step)
+        if options.ema is not None:
+            options.ema.update(_unwrap(model), step=global_step)
+        total_loss += step.loss.item() * step.count
+        for name, value in step.sums.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+        seen += step.count
+        ready = time.perf_counter()
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}",
+                        **{name: f"{value / seen:.3f}" for name, value in sums.items()},
+                        lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        img_s=f"{seen / max(ready - start, 1e-9):.0f}",
+                        data=f"{waited / max(ready - start, 1e-9):.0%}")
+    seconds = time.perf_counter() - start
+    return {"train_loss": total_loss / max(seen, 1),
+            **{f"train_{name}": value / max(seen, 1) for name, value in sums.items()},
+            "images_per_s": seen / max(seconds, 1e-9), "seconds": seconds,
+            "data_wait": waited / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a compiled and/or DDP wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _train_epoch(run: RunState, config: FitConfig, task: Task, loader: DataLoader,
+                 device: torch.device, epoch: int, options: StepOptions) -> dict[str, Any]:
+    """Train one epoch in its phase (frozen backbone, decay, SWA); average SWA weights."""
+    swa = config.swa
+    in_swa = swa is not None and epoch >= swa.start
+    frozen = epoch < config.freeze_epochs
+    if config.freeze_epochs:
+        set_backbone_frozen(run.model, frozen)
+    if swa is not None and in_swa and run.swa_schedule is None:
+        run.swa_schedule = make_swa_schedule(run.optimizer, swa, len(loader))
+    cyclic = swa is not None and in_swa and swa.schedule == "cyclic"
+    options.schedule = run.swa_schedule if cyclic else None if in_swa else run.schedule
+    row: dict[str, Any] = {"epoch": epoch + 1,
+                           "phase": "swa" if in_swa else "frozen" if frozen else "train"}
+    task.start_epoch(epoch, device)
+    row |= train_one_epoch(run.trained, loader, task, run.optimizer, device, epoch,
+                           global_step=run.global_step, options=options, frozen_norm=frozen)
+    run.global_step += len(loader)
+    if swa is not None and in_swa:
+        averaged = run.swa_model
+        if averaged is not None:  # the main process averages
+            never_averaged = int(averaged.n_averaged) == 0
+            last = epoch == config.epochs - 1
+            if swa_epoch_ends_cycle(swa, epoch) or (last and never_averaged):
+                averaged.update_parameters(run.model)
+        if not cyclic:
+            run.swa_schedule.step()
+    return row
+
+
+def _validate(run: RunState, task: Task, val_loader: DataLoader | None,
+              device: torch.device) -> dict[str, float]:
+    if val_loader is None:
+        return {}
+    row = {f"val_{k}": v for k, v in task.validate(run.model, val_loader, device).items()}
+    if run.ema is not None:
+        row |= {f"val_ema_{k}": v
+                for k, v in task.validate(run.ema.module, val_loader, device).items()}
+    return row
+
+
+def _inputs(loader: DataLoader, transform: nn.Module | None,
+            device: torch.device) -> Iterator[torch.Tensor]:
+    """The training images of ``loader`` as the model sees them (for ``update_bn``)."""
+    for batch, _ in loader:
+        images = batch.to(device, non_blocking=True)
+        yield images if transform is None else transform(images)
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None,
+        config: FitConfig, task: Task, device: torch.device, *,
+        checkpoints: CheckpointStore | None = None, fingerprint: str = "",
+        on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
+        distributed: bool = False, main: bool = True,
+        batch_transform: nn.Module | None = None) -> FitResult:
+    """Train ``model`` on ``task`` with the recipe of ``config``; continue from a
+    checkpoint when one fits.
+
+    Args:
+        model: The model to train (moved to ``device``).
+        train_loader: Training batches (sharded across processes when distributed).
+        val_loader: Validation batches, evaluated after each epoch by the main process.
+        config: The recipe.
+        task: The loss of a batch and the validation figures.
+        device: Where to train.
+        checkpoints: Where the checkpoint of every epoch goes (main process), or None.
+        fingerprint: Identifies the settings; a checkpoint with another one is ignored.
+        on_epoch: Called by the main process with the history after every epoch (logging).
+        distributed: Wrap the model in DDP (a process group is initialised).
+        main: This process evaluates, averages, logs and writes checkpoints.
+        batch_transform: The per-batch half of the training transform, on the device.
+
+    Returns:
+        The final weights and, when on, the SWA weights (BatchNorm statistics recomputed on
+        the training data) and the EMA weights; one history row per epoch.
+    """
+    updates = len(train_loader)
+    run = prepare_run(model, config, device, updates, distributed, main)
+    state = None if checkpoints is None else checkpoints.load(fingerprint)
+    if state is not None and checkpoints is not None:
+        restore_run(run, state, config, updates)
+        logger.info("resuming after epoch %d of %d from %s", run.epoch, config.epochs,
+                    checkpoints.path)
+    task.setup(run.model, device, config.channels_last)
+    options = StepOptions(scaler=run.scaler, autocast_dtype=PRECISIONS[config.precision],
+                          grad_clip=config.grad_clip, ema=run.ema,
+                          channels_last=config.channels_last,
+                          batch_transform=None if batch_transform is None
+                          else batch_transform.to(device))
+    for epoch in range(run.epoch, config.epochs):
+        reseed_for_epoch(config.seed, epoch, train_loader)
+        row = _train_epoch(run, config, task, train_loader, device, epoch, options)
+        run.epoch = epoch + 1
+        if not main:
+            continue
+        run.history.append(row | _validate(run, task, val_loader, device))
+        logger.info("epoch %d/%d %s", epoch + 1, config.epochs, format_row(run.history[-1]))
+        if checkpoints is not None:
+            checkpoints.save(checkpoint_state(run, fingerprint))
+        if on_epoch is not None:
+            on_epoch(run.history)
+    weights = {"final": run.model}
+    if run.swa_model is not None:
+        reseed_for_epoch(config.seed, config.epochs, train_loader)
+        update_bn(_inputs(train_loader, options.batch_transform, device), run.swa_model,
+                  device=device)
+        weights["swa"] = run.swa_model.module
+    if run.ema is not None:
+        weights["ema"] = run.ema.module
+    return FitResult(weights, pd.DataFrame(run.history), rng_state())
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """A history row's finite figures, ``name=value`` for the log."""
+    return " ".join(f"{k}={v:.4g}" for k, v in row.items()
+                    if isinstance(v, float) and math.isfinite(v))

@@ -1,0 +1,97 @@
+"""The state of a run of the training loop, and its round trip through a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from visrec.core.train.averaging import make_ema, make_swa_schedule
+from visrec.core.train.checkpoint import rng_state, set_rng_state
+from visrec.core.train.config import FitConfig
+from visrec.core.train.recipe import LrSchedule, make_optimizer, make_schedule
+
+
+@dataclass
+class RunState:
+    """The mutable state of a run of the loop: what a checkpoint saves."""
+
+    model: nn.Module
+    trained: nn.Module  # what the loop calls: the model, wrapped by DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    schedule: LrSchedule | None
+    scaler: torch.amp.GradScaler | None
+    swa_model: AveragedModel | None
+    ema: Any
+    swa_schedule: Any = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0
+    global_step: int = 0
+
+
+def prepare_run(model: nn.Module, config: FitConfig, device: torch.device, updates_per_epoch: int,
+             distributed: bool, main: bool) -> RunState:
+    """Model on the device, optimizer, schedule, scaler, SWA and EMA holders."""
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    trained = model
+    if distributed:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.freeze_epochs > 0)
+    if config.compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
+    optimizer = make_optimizer(model, config.optimizer)
+    schedule_spec = config.schedule
+    if config.swa is not None and config.swa.schedule == "constant":
+        schedule_spec = replace(schedule_spec, min_lr=config.swa.lr)  # decay into the SWA rate
+    schedule = make_schedule(optimizer, schedule_spec, config.optimizer.lr,
+                             config.decay_epochs, updates_per_epoch)
+    scaler = (torch.amp.GradScaler(device.type) if config.precision == "fp16" else None)
+    swa_model = AveragedModel(model) if config.swa is not None and main else None
+    ema = make_ema(model, config.ema) if config.ema is not None and main else None
+    return RunState(model, trained, optimizer, schedule, scaler, swa_model, ema)
+
+
+def checkpoint_state(run: RunState, fingerprint: str) -> dict[str, Any]:
+    def plain(state: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in state.items() if not callable(value)}
+
+    return {
+        "fingerprint": fingerprint, "epoch": run.epoch, "global_step": run.global_step,
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "schedule": None if run.schedule is None else plain(run.schedule.state_dict()),
+        "swa_schedule": None if run.swa_schedule is None
+        else plain(run.swa_schedule.state_dict()),
+        "scaler": None if run.scaler is None else run.scaler.state_dict(),
+        "swa_model": None if run.swa_model is None else run.swa_model.state_dict(),
+        "ema": None if run.ema is None else run.ema.module.state_dict(),
+        "rng": rng_state(), "history": json.dumps(run.history),
+    }
+
+
+def restore_run(run: RunState, state: dict[str, Any], config: FitConfig,
+             updates_per_epoch: int) -> None:
+    """Continue ``run`` from a checkpoint made by :func:`checkpoint_state`."""
+    run.model.load_state_dict(state["model"])
+    if state["swa_schedule"] is not None and config.swa is not None:
+        # Made before the optimizer's rates are restored: SWALR sets them when made.
+        run.swa_schedule = make_swa_schedule(run.optimizer, config.swa, updates_per_epoch)
+        run.swa_schedule.load_state_dict(state["swa_schedule"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.schedule is not None and state["schedule"] is not None:
+        run.schedule.load_state_dict(state["schedule"])
+    if run.scaler is not None and state["scaler"] is not None:
+        run.scaler.load_state_dict(state["scaler"])
+    if run.swa_model is not None and state["swa_model"] is not None:
+        run.swa_model.load_state_dict(state["swa_model"])
+    if run.ema is not None and state["ema"] is not None:
+        run.ema.module.load_state_dict(state["ema"])
+    set_rng_state(state["rng"])
+    run.history = json.loads(state["history"])
+    run.epoch, run.global_step = int(state["epoch"]), int(state["global_step"])
