@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -36,3 +39,25 @@ def asymmetric_image() -> Image.Image:
     vertical = np.tile(np.linspace(0, 255, height, dtype=np.float64)[:, None], (1, width))
     pixels = np.stack([ramp, 255 - ramp, vertical], axis=-1)
     return Image.fromarray(pixels.round().astype(np.uint8))
+
+
+COLOUR_CLASSES = ["red", "green", "blue"]
+COLOUR_SIZE = 32  # pixels
+COLOUR_TRAIN, COLOUR_VAL = 12, 4  # images per class and split
+
+
+def write_colour_folder(root: Path) -> pd.DataFrame:
+    """Solid-colour 32x32 PNGs (random brightness and noise) of red, green and blue classes,
+    in ``root/<split>/<label>/``; the table of their paths, class indices and splits."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, per_class in (("train", COLOUR_TRAIN), ("val", COLOUR_VAL)):
+        for class_index, label in enumerate(COLOUR_CLASSES):
+            for i in range(per_class):
+                pixels = rng.integers(0, 40, (COLOUR_SIZE, COLOUR_SIZE, 3))
+                pixels[..., class_index] += rng.integers(150, 215)
+                path = f"{split}/{label}/{i:02d}.png"
+                (root / split / label).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels.astype(np.uint8)).save(root / path)
+                rows.append((path, class_index, split))
+    return pd.DataFrame(rows, columns=["path", "class_index", "split"])

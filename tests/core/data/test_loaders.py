@@ -15,15 +15,22 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset, WeightedRandomSampler
 
+from tests.core.conftest import (
+    COLOUR_CLASSES,
+    COLOUR_SIZE,
+    COLOUR_TRAIN,
+    COLOUR_VAL,
+    write_colour_folder,
+)
 from visrec.core.augment import make_eval_transform
 from visrec.core.data import ManifestImageDataset, auto_num_workers, make_loader
 from visrec.core.data.samplers import ResamplingSampler
 from visrec.core.images import load_image
 
 CPU = torch.device("cpu")
-CLASSES = ["red", "green", "blue"]
-IMAGE_SIZE = 32
-TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 4
+CLASSES = COLOUR_CLASSES
+IMAGE_SIZE = COLOUR_SIZE
+TRAIN_PER_CLASS, VAL_PER_CLASS = COLOUR_TRAIN, COLOUR_VAL
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +38,7 @@ def val_images(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """Solid-colour 32x32 PNGs (random brightness and noise) of red, green and blue: the
     validation split of the training loop's tests, drawn after its training split."""
     root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    rows = []
-    for split, per_class in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        for class_index, label in enumerate(CLASSES):
-            for i in range(per_class):
-                pixels = rng.integers(0, 40, (IMAGE_SIZE, IMAGE_SIZE, 3))
-                pixels[..., class_index] += rng.integers(150, 215)
-                path = f"{split}/{label}/{i:02d}.png"
-                (root / split / label).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pixels.astype(np.uint8)).save(root / path)
-                rows.append((path, class_index, split))
-    table = pd.DataFrame(rows, columns=["path", "class_index", "split"])
+    table = write_colour_folder(root)
     return root, table[table["split"] == "val"].reset_index(drop=True)
 
 

@@ -14,10 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from tests.core.conftest import (
+    COLOUR_CLASSES,
+    COLOUR_SIZE,
+    COLOUR_TRAIN,
+    COLOUR_VAL,
+    write_colour_folder,
+)
 from visrec.core.augment import make_eval_transform, make_spec, make_train_transform
 from visrec.core.data import ManifestImageDataset, make_loader
 from visrec.core.evaluate import predict_logits, validation_metrics
@@ -38,10 +44,10 @@ from visrec.core.train.losses import make_criterion
 
 CPU = torch.device("cpu")
 ARCH = "test_resnet"
-CLASSES = ["red", "green", "blue"]
-IMAGE_SIZE = 32
+CLASSES = COLOUR_CLASSES
+IMAGE_SIZE = COLOUR_SIZE
 BATCH = 8
-TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 4
+TRAIN_PER_CLASS, VAL_PER_CLASS = COLOUR_TRAIN, COLOUR_VAL
 TIMING_COLUMNS = ["seconds", "images_per_s", "data_wait"]
 
 
@@ -61,18 +67,7 @@ class ImageData:
 def images(tmp_path_factory) -> ImageData:
     """Solid-colour 32x32 PNGs (random brightness and noise): red, green and blue classes."""
     root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    rows = []
-    for split, per_class in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        for class_index, label in enumerate(CLASSES):
-            for i in range(per_class):
-                pixels = rng.integers(0, 40, (IMAGE_SIZE, IMAGE_SIZE, 3))
-                pixels[..., class_index] += rng.integers(150, 215)
-                path = f"{split}/{label}/{i:02d}.png"
-                (root / split / label).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pixels.astype(np.uint8)).save(root / path)
-                rows.append((path, class_index, split))
-    table = pd.DataFrame(rows, columns=["path", "class_index", "split"])
+    table = write_colour_folder(root)
     return ImageData(root, table[table["split"] == "train"].reset_index(drop=True),
                      table[table["split"] == "val"].reset_index(drop=True))
 

@@ -10,6 +10,7 @@ Two claims of the task-based loop are checked end to end:
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -386,3 +387,15 @@ def test_fit_trains_a_task_it_does_not_know(tmp_path):
         for key in expected:
             assert torch.equal(got[key], expected[key]), (name, key)
     assert store.load("regression")["epoch"] == 3
+
+
+def test_contributing_shows_this_loss_as_its_example():
+    """CONTRIBUTING.md's recipe for a new loss shows exactly the class these tests register."""
+    from tests.conftest import PROJECT_ROOT
+
+    guide = (PROJECT_ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    source = inspect.getsource(Poly1Loss)
+    indented = "".join("   " + line if line.strip() else line
+                       for line in source.splitlines(keepends=True))
+    assert indented in guide, "CONTRIBUTING.md's Poly1Loss differs from this module's"
+    assert '"poly1": Poly1Loss,' in guide  # the one registry line
