@@ -14,7 +14,7 @@ from kedro.io import DataCatalog, DatasetError
 from tests.params import base_params
 from visrec.core.augment import make_spec
 from visrec.core.balance import BalancePlan, make_balance_plan
-from visrec.core.data import IngestionReport, build_manifest, ingestion_report, read_cache
+from visrec.core.data import IngestionReport, ingestion_report, make_manifest, read_cache
 from visrec.core.images import InspectSettings
 from visrec.core.records import Record
 from visrec.datasets import RecordDataset
@@ -36,7 +36,7 @@ def _report(tmp_path: Path, png: Callable[..., Path]) -> IngestionReport:
     for label, n in {"a": 3, "b": 2}.items():
         for i in range(n):
             png(tmp_path / "images" / label / f"{i}.png")
-    manifest, quarantine, facts = build_manifest(tmp_path / "images", 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path / "images", 0.0, 0.0, seed=0)
     cache = read_cache(tmp_path / "cache", InspectSettings(10**8, 0, 3))
     return ingestion_report(facts, manifest, quarantine, cache, root="images",
                             labels_file=None, channels=3)

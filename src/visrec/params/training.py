@@ -215,6 +215,12 @@ class TrainingParams(Params):
                           rdzv_backend=dist.rdzv_backend, run_id=dist.run_id,
                           max_restarts=dist.max_restarts)
 
+    def model_spec(self, report: IngestionReport) -> ModelSpec:
+        """The classifier of the run: ``training.model`` with a head per class."""
+        return ModelSpec(architecture=self.model, num_outputs=len(report.classes),
+                         channels=report.channels, pretrained_path=self.pretrained_path,
+                         zero_gamma=self.zero_gamma)
+
     def data(self, manifest: pd.DataFrame, cache: ImageCache, report: IngestionReport,
              plan: BalancePlan, spec: AugmentationSpec, inputs: ModelInputs) -> DataSpec:
         """The images of the run, read and augmented, in batches of ``batch_size``."""
@@ -225,11 +231,8 @@ class TrainingParams(Params):
             plan: BalancePlan, spec: AugmentationSpec, inputs: ModelInputs, seed: int,
             device: torch.device) -> TrainingJob:
         """The training run of these parameters on the ingested images, as data."""
-        model = ModelSpec(architecture=self.model, num_outputs=len(report.classes),
-                          channels=report.channels, pretrained_path=self.pretrained_path,
-                          zero_gamma=self.zero_gamma)
         return make_training_job(
-            manifest, cache, report, plan, spec, inputs, model=model,
+            manifest, cache, report, plan, spec, inputs, model=self.model_spec(report),
             config=self.fit_config(seed, device),
             task=self.classification_task(plan, spec, len(report.classes), report.channels),
             batch_size=self.batch_size, num_workers=self.num_workers, device=device,

@@ -21,12 +21,12 @@ from visrec.core.data import (
     IngestionError,
     IngestionReport,
     QuarantineCounts,
-    build_manifest,
     carve_splits,
     curate,
     files_to_check,
     ingestion_report,
     list_source,
+    make_manifest,
     quarantine_counts,
     read_cache,
     summary_lines,
@@ -42,7 +42,7 @@ def test_duplicates_within_a_class_keep_one(tmp_path, png):
     shutil.copy(tmp_path / "a" / "000.png", tmp_path / "a" / "z copy.png")
     (tmp_path / "a" / "sub").mkdir()
     shutil.copy(tmp_path / "a" / "000.png", tmp_path / "a" / "sub" / "000.png")
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert "a/000.png" in set(manifest["path"])
     assert len(manifest) == 8
     assert reasons(quarantine) == {"a/sub/000.png": "duplicate", "a/z copy.png": "duplicate"}
@@ -59,7 +59,7 @@ def test_same_content_under_two_labels_leaves_every_copy_out(tmp_path, png):
     fill(tmp_path, png, {"a": 3, "b": 3})
     shutil.copy(tmp_path / "a" / "000.png", tmp_path / "b" / "which.png")
     shutil.copy(tmp_path / "a" / "000.png", tmp_path / "a" / "again.png")
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     conflicts = {"a/000.png", "a/again.png", "b/which.png"}
     assert not conflicts & set(manifest["path"])
     assert reasons(quarantine) == dict.fromkeys(conflicts, "label_conflict")
@@ -77,7 +77,7 @@ def test_leakage_keeps_the_copy_on_the_training_side(tmp_path, png):
     for split in ("val", "test"):  # in all three splits
         shutil.copy(tmp_path / "train/b/001.png", tmp_path / split / "b" / "everywhere.png")
     shutil.copy(tmp_path / "test/a/000.png", tmp_path / "test/a/twice.png")  # within test
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert reasons(quarantine) == {"test/a/leak.png": "leakage",
                                     "test/b/seen.png": "leakage",
                                     "val/b/everywhere.png": "leakage",
@@ -102,7 +102,7 @@ def test_splits_are_carved_after_removing_duplicates(tmp_path, png, seed):
     fill(tmp_path, png, {"a": 6, "b": 6})
     for i in range(4):
         shutil.copy(tmp_path / "a" / "000.png", tmp_path / "a" / f"copy {i}.png")
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.5, 0.0, seed=seed)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.5, 0.0, seed=seed)
     # 6 distinct images in a (not 10): 3 to val. A copy carved into val would be leakage.
     assert facts.counts["val"] == {"a": 3, "b": 3}
     assert facts.counts["train"] == {"a": 3, "b": 3}
@@ -117,7 +117,7 @@ def test_splits_are_carved_after_removing_duplicates(tmp_path, png, seed):
 def test_classes_only_in_test_are_dropped(tmp_path, png):
     fill(tmp_path, png, {"a": 4, "b": 4}, split="train")
     fill(tmp_path, png, {"a": 2, "b": 2, "c": 3}, split="test")
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.0, 0.5, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.0, 0.5, seed=0)
     assert facts.classes == ("a", "b")
     assert "c" not in set(manifest["label"])
     assert facts.counts["test"] == {"a": 2, "b": 2}
@@ -131,7 +131,7 @@ def test_empty_and_all_bad_class_folders_are_dropped(tmp_path, png):
     (tmp_path / "empty").mkdir()
     (tmp_path / "only bad").mkdir()
     (tmp_path / "only bad" / "x.png").write_bytes(b"")
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert facts.classes == ("a", "b")
     assert facts.dropped_classes == ("empty", "only bad")
     assert set(manifest["class_index"]) == {0, 1}
@@ -141,7 +141,7 @@ def test_empty_and_all_bad_class_folders_are_dropped(tmp_path, png):
 def test_single_class_is_an_error(tmp_path, png):
     fill(tmp_path, png, {"only": 5})
     with pytest.raises(IngestionError, match=r"ingestion\.root = .*found 1 class.*at least 2"):
-        build_manifest(tmp_path, 0.1, 0.1, seed=0)
+        make_manifest(tmp_path, 0.1, 0.1, seed=0)
 
 
 def test_fewer_than_two_classes_after_quarantine_is_an_error(tmp_path, png):
@@ -150,7 +150,7 @@ def test_fewer_than_two_classes_after_quarantine_is_an_error(tmp_path, png):
     (tmp_path / "b" / "one.png").write_bytes(b"not a png")
     (tmp_path / "b" / "two.png").write_bytes(b"")
     with pytest.raises(IngestionError) as info:
-        build_manifest(tmp_path, 0.0, 0.0, seed=0)
+        make_manifest(tmp_path, 0.0, 0.0, seed=0)
     message = str(info.value)
     assert message.startswith(f"ingestion.root = '{tmp_path}': found 1 class")
     assert "found 1 class with valid training images (['a'])" in message
@@ -167,7 +167,7 @@ def test_no_valid_image_at_all_is_an_error(tmp_path):
         (tmp_path / label / "x.png").write_bytes(b"zz")
     with pytest.raises(IngestionError, match=r"found 0 class .*Left out: \{'not_an_image': 2\}"
                                              r".*without a valid training image: \['a', 'b'\]"):
-        build_manifest(tmp_path, 0.0, 0.0, seed=0)
+        make_manifest(tmp_path, 0.0, 0.0, seed=0)
 
 
 def test_labels_file_with_one_usable_class_is_an_error(tmp_path, png):
@@ -176,7 +176,7 @@ def test_labels_file_with_one_usable_class_is_an_error(tmp_path, png):
                                                      ("a/001.png", "a", ""),
                                                      ("b/000.png", "b", "test")])
     with pytest.raises(IngestionError, match=r"^ingestion\.labels_file = .*found 1 class"):
-        build_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=labels)
+        make_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=labels)
 
 
 # --- carving -----------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_manifest_columns_dtypes_and_order(tmp_path, png):
     fill(tmp_path, png, {"b": 6, "a": 5}, split="train")
     fill(tmp_path, png, {"a": 2, "b": 1}, split="val")
     png(tmp_path / "train" / "a" / "sub" / "x.png", size=(9, 9))
-    manifest, _, _ = build_manifest(tmp_path, 0.0, 0.3, seed=1)
+    manifest, _, _ = make_manifest(tmp_path, 0.0, 0.3, seed=1)
     assert list(manifest.columns) == MANIFEST_COLUMNS
     for column in ("path", "label", "split", "format", "mode", "hash"):
         assert pd.api.types.is_string_dtype(manifest[column]), column
@@ -271,15 +271,15 @@ def test_manifest_columns_dtypes_and_order(tmp_path, png):
     assert (row["width"], row["height"], row["label"], row["class_index"]) == (9, 9, "a", 0)
     assert (row["format"], row["mode"]) == ("PNG", "RGB")
     assert row["bytes"] == (tmp_path / "train/a/sub/x.png").stat().st_size
-    assert (manifest["cache_index"] == -1).all()  # build_manifest caches no pixels
+    assert (manifest["cache_index"] == -1).all()  # make_manifest caches no pixels
     assert manifest["hash"].str.fullmatch(r"[0-9a-f]{32}").all()
 
 
 def test_build_manifest_is_seed_deterministic(tmp_path, png):
     fill(tmp_path, png, {"a": 12, "b": 9})
-    first, _, _ = build_manifest(tmp_path, 0.2, 0.2, seed=5)
-    pd.testing.assert_frame_equal(first, build_manifest(tmp_path, 0.2, 0.2, seed=5)[0])
-    other, _, _ = build_manifest(tmp_path, 0.2, 0.2, seed=6)
+    first, _, _ = make_manifest(tmp_path, 0.2, 0.2, seed=5)
+    pd.testing.assert_frame_equal(first, make_manifest(tmp_path, 0.2, 0.2, seed=5)[0])
+    other, _, _ = make_manifest(tmp_path, 0.2, 0.2, seed=6)
     assert set(first.loc[first["split"] == "test", "path"]) != set(
         other.loc[other["split"] == "test", "path"])
 

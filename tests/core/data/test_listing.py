@@ -16,9 +16,9 @@ from tests.core.data.ingest_helpers import details, fill, reasons, write_labels
 from visrec.core.data import (
     QUARANTINE_COLUMNS,
     IngestionError,
-    build_manifest,
     detect_layout,
     list_folder,
+    make_manifest,
     read_labels_file,
 )
 
@@ -27,7 +27,7 @@ from visrec.core.data import (
 
 def test_class_folder_layout(tmp_path, png):
     fill(tmp_path, png, {"cat": 10, "dog": 10})
-    manifest, quarantine, facts = build_manifest(tmp_path, val_fraction=0.1,
+    manifest, quarantine, facts = make_manifest(tmp_path, val_fraction=0.1,
                                                  test_fraction=0.2, seed=0)
     assert facts.classes == ("cat", "dog")
     assert len(manifest) == 20
@@ -60,7 +60,7 @@ def test_split_folder_layout_and_aliases(tmp_path, png, train_name, val_name, te
     layout = detect_layout(tmp_path)
     assert layout == {"train": tmp_path / train_name, "val": tmp_path / val_name,
                       "test": tmp_path / test_name}
-    manifest, quarantine, facts = build_manifest(tmp_path, val_fraction=0.3,
+    manifest, quarantine, facts = make_manifest(tmp_path, val_fraction=0.3,
                                                  test_fraction=0.3, seed=0)
     # Nothing is carved: the folders give every split.
     assert facts.counts == {"train": {"a": 6, "b": 4}, "val": {"a": 2, "b": 3},
@@ -74,7 +74,7 @@ def test_split_folder_layout_and_aliases(tmp_path, png, train_name, val_name, te
 def test_only_missing_splits_are_carved(tmp_path, png):
     fill(tmp_path, png, {"a": 10, "b": 10}, split="train")
     fill(tmp_path, png, {"a": 3, "b": 3}, split="valid")
-    manifest, _, facts = build_manifest(tmp_path, val_fraction=0.4, test_fraction=0.2, seed=0)
+    manifest, _, facts = make_manifest(tmp_path, val_fraction=0.4, test_fraction=0.2, seed=0)
     # val comes from the folder (val_fraction ignored), test is carved from train.
     assert facts.counts == {"train": {"a": 8, "b": 8}, "val": {"a": 3, "b": 3},
                                "test": {"a": 2, "b": 2}}
@@ -87,13 +87,13 @@ def test_two_folders_for_one_split_is_an_error(tmp_path, png):
     fill(tmp_path, png, {"a": 1}, split="val")
     fill(tmp_path, png, {"a": 1}, split="validation")
     with pytest.raises(IngestionError, match=r"ingestion\.root.*keep one"):
-        build_manifest(tmp_path, 0.1, 0.1, seed=0)
+        make_manifest(tmp_path, 0.1, 0.1, seed=0)
 
 
 def test_non_split_folders_beside_splits_are_ignored(tmp_path, png):
     fill(tmp_path, png, {"a": 2, "b": 2}, split="train")
     fill(tmp_path, png, {"a": 2}, split="extras")
-    manifest, quarantine, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, _ = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert not any(p.startswith("extras/") for p in manifest["path"])
     assert len(manifest) == 4
     assert quarantine.empty  # ignored, not quarantined
@@ -104,7 +104,7 @@ def test_nested_subfolders_belong_to_their_class(tmp_path, png):
     png(tmp_path / "a" / "sub" / "deeper" / "nested.png")
     png(tmp_path / "a" / "sub" / "mid.png")
     png(tmp_path / "b" / "one.png")
-    manifest, _, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, _, _ = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     labels = dict(zip(manifest["path"], manifest["label"], strict=True))
     assert labels == {"a/top.png": "a", "a/sub/deeper/nested.png": "a", "a/sub/mid.png": "a",
                       "b/one.png": "b"}
@@ -117,7 +117,7 @@ def test_hidden_files_and_folders_are_ignored(tmp_path, png):
     png(tmp_path / ".git" / "y.png")  # a hidden would-be class
     (tmp_path / ".DS_Store").write_bytes(b"\0\0")
     (tmp_path / "b" / "._002.png").write_bytes(b"\0\5\26\7")  # macOS resource fork
-    manifest, quarantine, facts = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert facts.classes == ("a", "b")
     assert sorted(manifest["path"]) == ["a/000.png", "a/001.png", "b/000.png", "b/001.png"]
     assert quarantine.empty
@@ -137,7 +137,7 @@ def test_list_folder_reports_sizes_times_and_classes(tmp_path, png):
     for row in listing.itertuples():
         info = (tmp_path / row.path).stat()
         assert (row.bytes, row.mtime_ns) == (info.st_size, info.st_mtime_ns)
-    manifest, _, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, _, _ = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     rows = manifest.set_index("path")
     assert rows.loc["a/wide.png", ["width", "height"]].tolist() == [40, 10]
     assert rows.loc["b/tall.png", ["width", "height"]].tolist() == [7, 30]
@@ -146,7 +146,7 @@ def test_list_folder_reports_sizes_times_and_classes(tmp_path, png):
 def test_relative_root_gives_paths_relative_to_it(tmp_path, png, monkeypatch):
     fill(tmp_path / "images", png, {"a": 2, "b": 2})
     monkeypatch.chdir(tmp_path)
-    manifest, _, _ = build_manifest("images", 0.0, 0.0, seed=0)
+    manifest, _, _ = make_manifest("images", 0.0, 0.0, seed=0)
     assert sorted(manifest["path"]) == ["a/000.png", "a/001.png", "b/000.png", "b/001.png"]
 
 
@@ -179,7 +179,7 @@ def test_non_images_are_quarantined_with_a_reason(tmp_path, png):
     fill(tmp_path, png, {"a": 2, "b": 2})
     (tmp_path / "a" / "notes.txt").write_text("hello")
     (tmp_path / "README.md").write_text("stray")
-    manifest, quarantine, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, _ = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert len(manifest) == 4
     assert reasons(quarantine) == {"a/notes.txt": "not_an_image",
                                     "README.md": "not_in_a_class_folder"}
@@ -199,7 +199,7 @@ def test_non_images_are_quarantined_with_a_reason(tmp_path, png):
 def test_corrupt_file_is_quarantined_not_fatal(tmp_path, png, kind, name, reason):
     fill(tmp_path, png, {"a": 3, "b": 3})
     (tmp_path / "a" / name).write_bytes(_corrupt_bytes(kind))
-    manifest, quarantine, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0)
+    manifest, quarantine, _ = make_manifest(tmp_path, 0.0, 0.0, seed=0)
     assert f"a/{name}" not in set(manifest["path"])
     assert len(manifest) == 6
     assert reasons(quarantine) == {f"a/{name}": reason}
@@ -210,7 +210,7 @@ def test_corrupt_file_is_quarantined_not_fatal(tmp_path, png, kind, name, reason
 def test_images_above_max_pixels_are_quarantined(tmp_path, png, max_pixels, kept):
     fill(tmp_path, png, {"a": 2, "b": 2})
     png(tmp_path / "a" / "big.png", size=(40, 10))
-    manifest, quarantine, _ = build_manifest(tmp_path, 0.0, 0.0, seed=0, max_pixels=max_pixels)
+    manifest, quarantine, _ = make_manifest(tmp_path, 0.0, 0.0, seed=0, max_pixels=max_pixels)
     assert ("a/big.png" in set(manifest["path"])) == kept
     assert reasons(quarantine) == ({} if kept else {"a/big.png": "too_many_pixels"})
 
@@ -218,8 +218,8 @@ def test_images_above_max_pixels_are_quarantined(tmp_path, png, max_pixels, kept
 def test_workers_give_the_same_result(tmp_path, png):
     fill(tmp_path, png, {"a": 3, "b": 3})
     (tmp_path / "a" / "bad.png").write_bytes(b"nope")
-    one = build_manifest(tmp_path, 0.3, 0.0, seed=0, workers=1)
-    two = build_manifest(tmp_path, 0.3, 0.0, seed=0, workers=2)
+    one = make_manifest(tmp_path, 0.3, 0.0, seed=0, workers=1)
+    two = make_manifest(tmp_path, 0.3, 0.0, seed=0, workers=2)
     pd.testing.assert_frame_equal(one[0], two[0])
     pd.testing.assert_frame_equal(one[1], two[1])
     assert one[2] == two[2]
@@ -256,7 +256,7 @@ def test_labels_file_source(tmp_path, png, name):
     (root / "a" / "notes.txt").write_text("text")
     png(tmp_path / "outside.png")  # exists, but outside the root
     labels = write_labels(tmp_path / name, _labels_rows(root))
-    manifest, quarantine, facts = build_manifest(root, 0.5, 0.5, seed=0, labels_file=labels)
+    manifest, quarantine, facts = make_manifest(root, 0.5, 0.5, seed=0, labels_file=labels)
     assert dict(zip(manifest["path"], manifest["split"], strict=True)) == {
         "a/000.png": "train", "a/001.png": "train", "a/002.png": "val", "a/003.png": "test",
         "b/000.png": "train", "b/001.png": "train", "b/002.png": "val", "b/003.png": "train"}
@@ -286,7 +286,7 @@ def test_blank_labels_are_not_reported_as_dropped_classes(tmp_path, png, blank):
     rows += [("a/002.png", blank, ""), ("a/missing.png", "ghost", "")]
     png(root / "a" / "002.png")
     labels = write_labels(tmp_path / "labels.parquet", rows)
-    _, quarantine, facts = build_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
+    _, quarantine, facts = make_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
     assert reasons(quarantine)["a/002.png"] == "missing_label"
     assert facts.dropped_classes == ("ghost",)
 
@@ -297,7 +297,7 @@ def test_labels_file_same_path_twice(tmp_path, png):
     rows = [(f"{label}/{i:03d}.png", label, "") for label in "ab" for i in range(3)]
     rows += [("a/000.png", "a", ""), ("b/001.png", "a", "")]
     labels = write_labels(tmp_path / "labels.csv", rows)
-    manifest, quarantine, _ = build_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
+    manifest, quarantine, _ = make_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
     assert manifest["path"].tolist() == ["a/000.png", "a/001.png", "a/002.png", "b/000.png",
                                          "b/002.png"]
     assert sorted(zip(quarantine["path"], quarantine["label"], quarantine["reason"],
@@ -313,7 +313,7 @@ def test_labels_file_keeps_labels_that_look_like_missing_values(tmp_path, png):
     rows = [("a/000.png", "NA", ""), ("a/001.png", "NA", ""), ("b/000.png", "null", ""),
             ("b/001.png", "None", "")]
     labels = write_labels(tmp_path / "labels.csv", rows)
-    manifest, quarantine, facts = build_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
+    manifest, quarantine, facts = make_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
     assert facts.classes == ("NA", "None", "null")
     assert quarantine.empty
     assert len(manifest) == 4
@@ -326,7 +326,7 @@ def test_labels_file_without_split_column_carves_every_split(tmp_path, png):
                           "label": ["a"] * 10 + ["b"] * 10, "extra": range(20)})
     table.to_parquet(tmp_path / "labels.parquet")
     assert read_labels_file(tmp_path / "labels.parquet")["split"].eq("").all()
-    _, _, facts = build_manifest(root, 0.2, 0.1, seed=0, labels_file=tmp_path / "labels.parquet")
+    _, _, facts = make_manifest(root, 0.2, 0.1, seed=0, labels_file=tmp_path / "labels.parquet")
     assert facts.counts == {"train": {"a": 7, "b": 7}, "val": {"a": 2, "b": 2},
                                "test": {"a": 1, "b": 1}}
 
@@ -342,7 +342,7 @@ def test_labels_file_missing_columns_is_an_error(tmp_path, png, columns, missing
     pd.DataFrame([["a/000.png", "a", "train"][: len(columns)]], columns=columns).to_csv(
         labels, index=False)
     with pytest.raises(IngestionError) as info:
-        build_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=labels)
+        make_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=labels)
     message = str(info.value)
     assert message.startswith(f"ingestion.labels_file = '{labels}'")
     assert f"missing columns {missing}" in message
@@ -357,7 +357,7 @@ def test_labels_file_missing_or_of_another_type_is_an_error(tmp_path, png, name,
     fill(tmp_path / "images", png, {"a": 1, "b": 1})
     (tmp_path / "labels.txt").write_text("path,label\na/000.png,a\n")
     with pytest.raises(IngestionError, match=rf"ingestion\.labels_file = .*{match}"):
-        build_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=tmp_path / name)
+        make_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=tmp_path / name)
 
 
 def test_labels_file_with_only_bad_rows_is_an_error(tmp_path, png):
@@ -367,7 +367,7 @@ def test_labels_file_with_only_bad_rows_is_an_error(tmp_path, png):
     with pytest.raises(IngestionError, match=r"ingestion\.labels_file = .*no image files "
                                              r"found \(\{'path_outside_root': 1, "
                                              r"'missing_file': 1\}\)"):
-        build_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=labels)
+        make_manifest(tmp_path / "images", 0.0, 0.0, seed=0, labels_file=labels)
 
 
 # --- file-system oddities ----------------------------------------------------------------
@@ -379,7 +379,7 @@ def test_symlink_loop_does_not_hang_and_lists_files_once(tmp_path, png):
     png(root / "a" / "sub" / "deep.png")
     os.symlink(root, root / "a" / "to root")  # a folder link back to an ancestor
     os.symlink(root / "a", root / "a" / "sub" / "up")
-    manifest, quarantine, _ = build_manifest(root, 0.0, 0.0, seed=0)
+    manifest, quarantine, _ = make_manifest(root, 0.0, 0.0, seed=0)
     assert sorted(manifest["path"]) == ["a/000.png", "a/001.png", "a/sub/deep.png",
                                         "b/000.png", "b/001.png"]
     assert quarantine.empty
@@ -394,7 +394,7 @@ def test_symbolic_links_are_followed_and_broken_ones_reported(tmp_path, png):
     os.symlink(elsewhere / "c", root / "c")  # a linked class folder
     os.symlink(elsewhere / "picture.png", root / "a" / "linked.png")  # a linked file
     os.symlink(tmp_path / "nowhere.png", root / "a" / "dangling.png")
-    manifest, quarantine, facts = build_manifest(root, 0.0, 0.0, seed=0)
+    manifest, quarantine, facts = make_manifest(root, 0.0, 0.0, seed=0)
     assert facts.classes == ("a", "c")
     assert sorted(manifest["path"]) == ["a/000.png", "a/001.png", "a/linked.png",
                                         "c/000.png", "c/001.png"]
@@ -414,7 +414,7 @@ def test_names_with_spaces_and_non_ascii(tmp_path, png, source):
     if source == "labels file":
         labels = write_labels(tmp_path / "labels.csv", [
             (f"{label}/{name}", label, "") for label, files in names.items() for name in files])
-    manifest, quarantine, facts = build_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
+    manifest, quarantine, facts = make_manifest(root, 0.0, 0.0, seed=0, labels_file=labels)
     assert facts.classes == ("chat noir", "oiseau é ☃")
     assert quarantine.empty
     assert sorted(zip(manifest["path"], manifest["label"], strict=True)) == sorted(
@@ -427,7 +427,7 @@ def test_names_with_spaces_and_non_ascii(tmp_path, png, source):
 
 def test_missing_folder_is_an_error(tmp_path):
     with pytest.raises(IngestionError, match=r"ingestion\.root = .*does not exist"):
-        build_manifest(tmp_path / "nope", 0.1, 0.1, seed=0)
+        make_manifest(tmp_path / "nope", 0.1, 0.1, seed=0)
 
 
 def test_empty_folder_is_an_error(tmp_path):
@@ -435,7 +435,7 @@ def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "a" / "notes.txt").write_text("no images here")
     with pytest.raises(IngestionError,
                        match=r"ingestion\.root = .*no image files found") as info:
-        build_manifest(tmp_path, 0.1, 0.1, seed=0)
+        make_manifest(tmp_path, 0.1, 0.1, seed=0)
     assert ".png" in str(info.value)  # names the accepted extensions
     assert "{'not_an_image': 1}" in str(info.value)  # and what was found instead
 
@@ -444,5 +444,5 @@ def test_split_folders_without_train_is_an_error(tmp_path, png):
     fill(tmp_path, png, {"a": 2, "b": 2}, split="val")
     fill(tmp_path, png, {"a": 2, "b": 2}, split="test")
     with pytest.raises(IngestionError, match=r"ingestion\.root = .*no 'train' folder") as info:
-        build_manifest(tmp_path, 0.1, 0.1, seed=0)
+        make_manifest(tmp_path, 0.1, 0.1, seed=0)
     assert "['test', 'val']" in str(info.value)

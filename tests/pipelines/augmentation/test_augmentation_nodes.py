@@ -4,7 +4,7 @@ from matplotlib.figure import Figure
 
 from tests.params import base_params
 from tests.pipelines.helpers import make_report
-from visrec.core.data import build_manifest
+from visrec.core.data import make_manifest
 from visrec.params import AugmentationParams
 from visrec.pipelines.augmentation.nodes import (
     LEADERBOARD_COLUMNS,
@@ -32,7 +32,7 @@ def test_chosen_policy_records_every_setting():
 
 
 def test_preview_without_image_size_uses_the_images_median_side(digits_folder):
-    manifest, _, facts = build_manifest(digits_folder, 0.1, 0.0, seed=0)
+    manifest, _, facts = make_manifest(digits_folder, 0.1, 0.0, seed=0)
     report = make_report(str(digits_folder), list(facts.classes))
     spec = base_params(AugmentationParams, policy="flip_crop", hflip=True,
                        scale=(0.35, 1.0)).spec()

@@ -21,7 +21,7 @@ class BatchAugment(nn.Module):
     too large for the image at its drawn aspect is clamped to the image's side (torchvision
     instead redraws up to 10 times). Random erasing or CutOut (timm's ``RandomErasing``)
     follow the normalisation. Their random parameters are drawn on the CPU from torch's
-    and Python's global generators, which the engine reseeds every epoch, so CPU runs
+    and Python's global generators, which the training loop reseeds every epoch, so CPU runs
     repeat exactly and resume exactly.
 
     With ``views`` > 1 each image arrives as ``views`` images stacked on the channel axis

@@ -137,7 +137,7 @@ class ImgaugTransform:
     The pipeline is built in each process that uses it (DataLoader workers get this
     object pickled). Before each image it is reseeded with a number drawn from torch's
     global generator, as torchvision's transforms draw theirs: torch seeds that generator
-    in every DataLoader worker from the loader's generator, and the training engine
+    in every DataLoader worker from the loader's generator, and the training loop
     reseeds both every epoch. Runs with the same seed therefore augment alike, and a
     resumed run continues alike. The reseeding costs about half of a two-augmenter
     pipeline's own time per image.

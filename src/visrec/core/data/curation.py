@@ -289,7 +289,7 @@ def summary_lines(report: IngestionReport, quarantine: pd.DataFrame,
     return lines
 
 
-def build_manifest(root: str | Path, val_fraction: float, test_fraction: float, seed: int,
+def make_manifest(root: str | Path, val_fraction: float, test_fraction: float, seed: int,
                    labels_file: str | Path | None = None, max_pixels: int = 100_000_000,
                    channels: int = 3, workers: int = 1
                    ) -> tuple[pd.DataFrame, pd.DataFrame, CurationFacts]:

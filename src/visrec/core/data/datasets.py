@@ -129,7 +129,7 @@ def make_loader(dataset: Dataset, batch_size: int, device: torch.device, seed: i
     rows = len(cast(Sized, dataset if sampler is None else sampler))
     workers = auto_num_workers(device) if num_workers is None else num_workers
     # Training workers start anew each epoch, seeded from the loader's generator, which the
-    # engine reseeds per epoch: a resumed run then augments exactly as an unbroken one.
+    # training loop reseeds per epoch: a resumed run then augments exactly as an unbroken one.
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                       sampler=sampler, generator=generator, num_workers=workers,
                       pin_memory=device.type == "cuda",

@@ -6,18 +6,15 @@ from dataclasses import replace
 
 import pandas as pd
 from matplotlib.figure import Figure
-from torch import nn
 
 from visrec.core.augment import AugmentationSpec
 from visrec.core.balance import BalancePlan
 from visrec.core.data import ImageCache, IngestionReport
-from visrec.core.evaluate import predict_logits, validation_metrics
 from visrec.core.models import (
     BalanceSummary,
     ModelInputs,
     WeightSet,
     WeightSetConfig,
-    make_classifier,
     model_inputs,
     select_device,
 )
@@ -26,15 +23,12 @@ from visrec.core.train import (
     CheckpointStore,
     LiveLog,
     TrainedWeights,
+    final_validation,
     git_commit,
-    make_job_transform,
-    make_train_loader,
-    make_val_loader,
-    retrain_classifier,
-    set_rng_state,
-    state_on_cpu,
+    stage_history,
     train,
 )
+from visrec.core.train import retrain_classifiers as core_retrain
 from visrec.params import TrainingParams
 
 logger = logging.getLogger(__name__)
@@ -101,16 +95,6 @@ def train_model(manifest: pd.DataFrame, cache: ImageCache, ingestion_report: Ing
     return result
 
 
-def _models(trained: TrainedWeights, architecture: str,
-            report: IngestionReport) -> dict[str, nn.Module]:
-    """The weight sets as models, each made anew and then filled."""
-    models = {}
-    for name, state in trained.weights.items():
-        models[name] = make_classifier(architecture, len(report.classes), None, report.channels)
-        models[name].load_state_dict(state)
-    return models
-
-
 def retrain_classifiers(trained_weights: TrainedWeights, manifest: pd.DataFrame,
                         cache: ImageCache, ingestion_report: IngestionReport,
                         balance_plan: BalancePlan, augmentation_spec: AugmentationSpec,
@@ -118,9 +102,6 @@ def retrain_classifiers(trained_weights: TrainedWeights, manifest: pd.DataFrame,
                         seed: int) -> TrainedWeights:
     """Classifier re-training of every weight set when the balance plan asks for it (cRT,
     Kang et al. 2020): a new head on each frozen backbone, on class-balanced batches.
-
-    It continues the run from the random state training ended with, so it draws the same
-    heads whether it runs right after training or on its own.
 
     Returns:
         The weight sets with their new heads and the re-training histories; the input
@@ -130,28 +111,10 @@ def retrain_classifiers(trained_weights: TrainedWeights, manifest: pd.DataFrame,
     if recipe is None or balance_plan.crt is None:  # (the one implies the other)
         return trained_weights
     config, task = recipe
-    device = select_device(params.device)
-    set_rng_state(trained_weights.random_state)
-    models = _models(trained_weights, params.model, ingestion_report)
     data = params.data(manifest, cache, ingestion_report, balance_plan,
                        augmentation_spec.single_view(), model_inputs)
-    transform = make_job_transform(data)
-    loader = make_train_loader(data, transform, device, seed, sampler=balance_plan.crt.sampler)
-    val_loader = make_val_loader(data, params.batch_size, device, seed)
-    histories = {name: retrain_classifier(model, loader, val_loader, config, task, device,
-                                          phase=f"crt_{name}", batch_transform=transform.batch)
-                 for name, model in models.items()}
-    return TrainedWeights({name: state_on_cpu(model) for name, model in models.items()},
-                          trained_weights.history, trained_weights.random_state,
-                          retraining=histories)
-
-
-def _last_val_metrics(history: pd.DataFrame, prefix: str = "val_") -> dict[str, float] | None:
-    """Validation metrics of the last epoch: training evaluated them after it."""
-    if f"{prefix}loss" not in history:
-        return None
-    last = history.iloc[-1]
-    return {key: float(last[f"{prefix}{key}"]) for key in ("loss", "top1", "balanced_accuracy")}
+    return core_retrain(trained_weights, params.model_spec(ingestion_report), data,
+                        balance_plan.crt.sampler, config, task, select_device(params.device))
 
 
 def make_weight_sets(retrained_weights: TrainedWeights, manifest: pd.DataFrame,
@@ -163,46 +126,26 @@ def make_weight_sets(retrained_weights: TrainedWeights, manifest: pd.DataFrame,
 
     Each config says how to rebuild the model (architecture, classes, input config) and
     how it was made (parameters, augmentation, balance remedy, seed, git commit), with its
-    last validation figures: from training's history, from classifier re-training, or,
-    for SWA's weights (whose BatchNorm statistics were recomputed), measured anew.
+    last validation figures.
 
     Returns:
         ``(trained_models, history)``: weight sets by name; one row per epoch, classifier
         re-training of the final weights following on the same epoch axis.
     """
-    trained = retrained_weights
-    history, retraining = trained.history, trained.retraining
-    device = select_device(params.device)
     data = params.data(manifest, cache, ingestion_report, balance_plan, augmentation_spec,
                        model_inputs)
-    val_loader = make_val_loader(data, params.batch_size, device, seed)
-    val_metrics = {}
-    for name, state in trained.weights.items():
-        if name in retraining:
-            val_metrics[name] = _last_val_metrics(retraining[name])
-        elif name == "final" or (name == "ema" and val_loader is not None):
-            val_metrics[name] = _last_val_metrics(history, "val_" if name == "final"
-                                                  else "val_ema_")
-        elif val_loader is None:
-            val_metrics[name] = None
-        else:  # SWA: its BatchNorm statistics were recomputed after training; measure anew
-            model = make_classifier(params.model, len(ingestion_report.classes), None,
-                                    ingestion_report.channels)
-            model.load_state_dict(state)
-            val_metrics[name] = validation_metrics(*predict_logits(model.to(device),
-                                                                   val_loader, device))
-    if "final" in retraining:  # one epoch axis: the final weights' re-training follows
-        history = pd.concat([history, retraining["final"].assign(
-            epoch=retraining["final"]["epoch"] + params.epochs)], ignore_index=True)
+    val_figures = final_validation(retrained_weights, params.model_spec(ingestion_report),
+                                   data, select_device(params.device))
     base = dict(architecture=params.model, classes=ingestion_report.classes,
                 **model_inputs.to_json(), seed=seed, git_commit=git_commit(),
                 training=params.model_dump(), augmentation=augmentation_spec,
                 class_balance=BalanceSummary(strategy=balance_plan.strategy,
                                              components=balance_plan.components,
                                              reason=balance_plan.reason))
-    weight_sets = {name: WeightSet(trained.weights[name], WeightSetConfig(
-        **base, weights=name, val_metrics=val_metrics[name])) for name in trained.weights}
-    return weight_sets, history
+    weight_sets = {name: WeightSet(weights, WeightSetConfig(
+        **base, weights=name, val_metrics=val_figures[name]))
+        for name, weights in retrained_weights.weights.items()}
+    return weight_sets, stage_history(retrained_weights, params.epochs)
 
 
 def plot_learning_curve(history: pd.DataFrame) -> Figure:
