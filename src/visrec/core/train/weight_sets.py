@@ -27,14 +27,16 @@ from visrec.core.train.tasks import ClassificationTask
 VAL_FIGURES = ("loss", "top1", "balanced_accuracy")
 
 
+def _filled_model(spec: ModelSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A model made anew as ``spec`` says, then given the weights ``state``."""
+    model = make_classifier(spec.architecture, spec.num_outputs, None, spec.channels)
+    model.load_state_dict(state)
+    return model
+
+
 def weight_set_models(trained: TrainedWeights, spec: ModelSpec) -> dict[str, nn.Module]:
     """The weight sets as models: each made anew (as ``spec`` says), then filled."""
-    models = {}
-    for name, state in trained.weights.items():
-        models[name] = make_classifier(spec.architecture, spec.num_outputs, None,
-                                       spec.channels)
-        models[name].load_state_dict(state)
-    return models
+    return {name: _filled_model(spec, state) for name, state in trained.weights.items()}
 
 
 def retrain_classifiers(trained: TrainedWeights, spec: ModelSpec, data: DataSpec,
@@ -96,10 +98,8 @@ def final_validation(trained: TrainedWeights, spec: ModelSpec, data: DataSpec,
         elif val_loader is None:
             figures[name] = None
         else:
-            model = make_classifier(spec.architecture, spec.num_outputs, None, spec.channels)
-            model.load_state_dict(state)
-            figures[name] = validation_metrics(*predict_logits(model.to(device), val_loader,
-                                                               device))
+            model = _filled_model(spec, state).to(device)
+            figures[name] = validation_metrics(*predict_logits(model, val_loader, device))
     return figures
 
 
