@@ -7,6 +7,8 @@ DEMO := data/01_raw/demo
 # Generated, git-ignored; `plots.html_template` in .dvc/config.local (this checkout only,
 # relative to .dvc/) names it once it exists, so a checkout without it keeps DVC's CDN page.
 PLOTS_TEMPLATE := .dvc/plots/offline.html
+# The DVC stages `kedro run` (the train pipeline) makes; metric_learning has its own target.
+TRAIN_STAGES := demo_data ingestion class_balance augmentation training evaluation export
 
 # No usage reporting from Kedro or DVC, here or in CI.
 export KEDRO_DISABLE_TELEMETRY := 1
@@ -15,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # dvc.yaml stages call `kedro`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install plots-template demo-data run test test-fast lint docs viz repro plots clean
+.PHONY: install plots-template demo-data run metric-learning test test-fast lint docs viz repro plots clean
 
 ## install: create .venv with the pinned dependencies and visrec (editable), and the plots template
 install: $(VENV)/.installed
@@ -51,7 +53,12 @@ run: demo-data
 	$(BIN)/kedro run
 	@# Record what `kedro run` made in dvc.lock, so that `dvc repro` reruns only what changes
 	@# (DVC needs the git checkout; a copy without .git skips this step).
-	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet; fi
+	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet $(TRAIN_STAGES); fi
+
+## metric-learning: the metric-learning demo (digits 0-4 train, 5-9 test): ingestion, embedding
+metric-learning: demo-data
+	$(BIN)/kedro run --pipeline=metric_learning
+	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet demo_data ingestion metric_learning; fi
 
 ## test: set up, then run the whole test suite
 test: install

@@ -6,9 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import PROJECT_ROOT
 
@@ -41,3 +43,21 @@ def copy_project(root: Path) -> Path:
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()  # Kedro checks it exists; visrec is imported from the install
     return root
+
+
+def wait_for_checkpoint(path: Path, epoch: int, process: subprocess.Popen,
+                        timeout: float = 600) -> dict:
+    """The checkpoint at ``path`` once it holds epoch ``epoch`` or later (read with
+    ``weights_only=True``), while ``process`` still runs; fail the test otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        if path.is_file():
+            try:
+                state = torch.load(path, weights_only=True)
+            except (EOFError, RuntimeError):  # pragma: no cover - rename is atomic
+                state = None
+            if state is not None and state["epoch"] >= epoch:
+                return state
+        time.sleep(0.05)
+    pytest.fail(f"no checkpoint of epoch {epoch} within {timeout} s")

@@ -48,9 +48,10 @@ def _error(model: type[Params], raw: dict) -> str:
 
 
 def _models() -> list[type[Params]]:
-    """Every parameter model of visrec.params, nested blocks included."""
+    """Every parameter model of visrec.params, nested blocks included (bases without a
+    block of their own, such as RunParams, left out)."""
     return [value for value in vars(visrec.params).values()
-            if isinstance(value, type) and issubclass(value, Params) and value is not Params]
+            if isinstance(value, type) and issubclass(value, Params) and value.key]
 
 
 # --- the project's own configuration ----------------------------------------------------

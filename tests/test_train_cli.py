@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.cli import copy_project, kedro, kedro_process
+from tests.cli import copy_project, kedro, kedro_process, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -45,21 +45,6 @@ def _results(project: Path) -> dict:
             "metrics": json.loads((project / "data/08_reporting/metrics.json").read_text())}
 
 
-def _wait_for_checkpoint(path: Path, epoch: int, process, timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "training ended before it could be killed"
-        if path.is_file():
-            try:
-                state = torch.load(path, weights_only=True)
-            except (EOFError, RuntimeError):  # pragma: no cover - rename is atomic
-                state = None
-            if state is not None and state["epoch"] >= epoch:
-                return state
-        time.sleep(0.05)
-    pytest.fail(f"no checkpoint of epoch {epoch} within {timeout} s")
-
-
 def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_results(prepared, tmp_path):
     run = ["run", "--env", "test", "--pipelines=training,evaluation", "--params"]
     kedro(prepared, *run, f"{RESUMABLE},training.resume=never")
@@ -67,7 +52,7 @@ def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_results(prepared, tmp
 
     (prepared / CHECKPOINT).unlink()
     process = kedro_process(prepared, *run, RESUMABLE, log=tmp_path / "killed.log")
-    state = _wait_for_checkpoint(prepared / CHECKPOINT, 2, process)
+    state = wait_for_checkpoint(prepared / CHECKPOINT, 2, process)
     # Half an epoch into epoch 3 (the checkpoint's history has the epochs' durations).
     time.sleep(json.loads(state["history"])[-1]["seconds"] / 2)
     os.killpg(process.pid, signal.SIGKILL)

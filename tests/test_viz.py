@@ -1,6 +1,6 @@
 """End-to-end checks of ``kedro viz run``: the JSON API and the page a real browser renders.
 
-One server is started for the whole module (a few seconds) and shared by both tests.
+One server is started for the whole module (a few seconds) and shared by its tests.
 ``kedro viz`` serves from a child process, so the server is started in its own session
 and stopped by process group; the teardown then checks that the port and the processes
 are really gone, because a leftover child keeps the port and the next run silently moves
@@ -37,7 +37,8 @@ MAX_VIZ_PORT = 49151  # kedro-viz rejects higher ports
 # The stage pipelines that `train` is composed of, plus `demo_data` (registered on its own).
 STAGE_PIPELINES = ("ingestion", "class_balance", "augmentation", "training", "evaluation",
                    "export")
-EXPECTED_PIPELINES = {"train", "demo_data", "predict", *STAGE_PIPELINES}
+EXPECTED_PIPELINES = {"train", "demo_data", "predict", *STAGE_PIPELINES, "metric_learning",
+                      "embedding", "retrieve"}
 # The steps of training, each a node of its own, and what each hands the next.
 TRAINING_NODES = ("resolve_model_inputs", "train_model", "retrain_classifiers",
                   "make_weight_sets", "plot_learning_curve")
@@ -45,6 +46,13 @@ TRAINING_HAND_OFFS = {("resolve_model_inputs", "model_inputs", "train_model"),
                       ("train_model", "trained_weights", "retrain_classifiers"),
                       ("retrain_classifiers", "retrained_weights", "make_weight_sets"),
                       ("make_weight_sets", "training_history", "plot_learning_curve")}
+# The stages `metric_learning` is composed of, and the hand-offs from the class split to the
+# embedder's training and from it to the scores of the embedders.
+METRIC_LEARNING_STAGES = ("ingestion", "embedding")
+EMBEDDING_HAND_OFFS = {("make_class_split", "class_split", "train_embedder"),
+                       ("make_class_split", "metric_learning_manifest", "train_embedder"),
+                       ("train_embedder", "trained_embedder", "embed_evaluation_splits"),
+                       ("embed_evaluation_splits", "evaluation_embeddings", "score_embedders")}
 
 STARTUP_TIMEOUT_S = 120.0  # first start imports the project's pipelines: seconds, not minutes
 STOP_TIMEOUT_S = 20.0
@@ -284,6 +292,83 @@ def _check_training_steps(viz_server: VizServer, project_pipelines: dict[str, An
                 "params:training", "params:seed"} <= set(nodes[name].inputs), name
 
 
+@dataclass(frozen=True)
+class _PipelineView:
+    """A pipeline as /api/pipelines/<id> draws it: task and dataset node ids by name, and
+    the edges between node ids."""
+
+    tasks: dict[str, str]
+    datasets: dict[str, str]
+    edges: set[tuple[str, str]]
+
+    def assert_wired(self, nodes: Any) -> None:
+        """Every node of ``nodes`` is drawn with an edge from each input, to each output."""
+        for node in nodes:
+            for dataset in node.inputs:
+                assert (self.datasets[dataset], self.tasks[node.name]) in self.edges, (
+                    dataset, node.name)
+            for dataset in node.outputs:
+                assert (self.tasks[node.name], self.datasets[dataset]) in self.edges, (
+                    node.name, dataset)
+
+    def reachable(self, source: str) -> set[str]:
+        """The ids of the nodes downstream of node id ``source``."""
+        seen, frontier = set(), [source]
+        while frontier:
+            current = frontier.pop()
+            for start, end in self.edges:
+                if start == current and end not in seen:
+                    seen.add(end)
+                    frontier.append(end)
+        return seen
+
+
+def _pipeline_view(viz_server: VizServer, pipeline_id: str) -> _PipelineView:
+    view = viz_server.get_json(f"api/pipelines/{pipeline_id}")
+    assert view["selected_pipeline"] == pipeline_id
+    return _PipelineView(
+        tasks={_task_name(node): node["id"] for node in view["nodes"] if node["type"] == "task"},
+        datasets={node["name"]: node["id"] for node in view["nodes"] if node["type"] != "task"},
+        edges={(edge["source"], edge["target"]) for edge in view["edges"]},
+    )
+
+
+@pytest.mark.slow
+def test_viz_api_serves_metric_learning_pipeline(
+    viz_server: VizServer, project_pipelines: dict[str, Any]
+) -> None:
+    """`metric_learning` draws ingestion's nodes and the embedding stage's, wired to their
+    datasets; in `embedding` the class split feeds the embedder's training, and the trained
+    embedder feeds the scores."""
+    registered = project_pipelines["metric_learning"].nodes
+    expected_names = {node.name for node in registered}
+    stage_names = {node.name for stage in METRIC_LEARNING_STAGES
+                   for node in project_pipelines[stage].nodes}
+    assert expected_names == stage_names
+    assert {"list_images", "curate_images", "make_class_split", "train_embedder",
+            "train_cross_entropy_baseline", "score_embedders",
+            "export_embedder"} <= expected_names
+
+    metric_learning = _pipeline_view(viz_server, "metric_learning")
+    assert set(metric_learning.tasks) == expected_names
+    metric_learning.assert_wired(registered)
+
+    embedding = _pipeline_view(viz_server, "embedding")
+    nodes = project_pipelines["embedding"].nodes
+    assert set(embedding.tasks) == {node.name for node in nodes}
+    embedding.assert_wired(nodes)
+    tasks, datasets, edges = embedding.tasks, embedding.datasets, embedding.edges
+    for source, dataset, target in EMBEDDING_HAND_OFFS:
+        assert (tasks[source], datasets[dataset]) in edges, (source, dataset)
+        assert (datasets[dataset], tasks[target]) in edges, (dataset, target)
+    # What score_embedders reads of the training run comes from train_embedder.
+    downstream = embedding.reachable(tasks["train_embedder"])
+    score_inputs = next(node for node in nodes if node.name == "score_embedders").inputs
+    trained = [name for name in score_inputs if datasets[name] in downstream]
+    assert trained == ["evaluation_embeddings"], (score_inputs, trained)
+    assert tasks["score_embedders"] in downstream
+
+
 class _GraphNodeCollector(HTMLParser):
     """Collects the full names of the nodes drawn in Kedro-Viz's SVG graph, by type
     (``task``, ``modularPipeline`` for a collapsed namespace, ``data``, ...)."""
@@ -345,3 +430,24 @@ def test_viz_page_draws_train_graph_in_chromium(
     # a blank or error page has a handful and one colour covering almost everything.
     assert len(colours) > 500, f"only {len(colours)} colours in {screenshot}"
     assert max(count for count, _ in colours) < 0.9 * pixels, f"{screenshot} is nearly flat"
+
+
+@pytest.mark.slow
+def test_viz_page_draws_metric_learning_graph_in_chromium(
+    chromium: Path,
+    viz_server: VizServer,
+    project_pipelines: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """Headless Chromium draws every node of `metric_learning` (no namespaces there)."""
+    nodes = project_pipelines["metric_learning"].nodes
+    assert not [node.name for node in nodes if node.namespace]
+    expected_names = {node.name for node in nodes}
+    page = viz_server.url + "?pid=metric_learning"
+    dom = run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page).stdout
+    collector = _GraphNodeCollector()
+    collector.feed(dom)
+    assert collector.task_names == expected_names, (
+        f"missing: {sorted(expected_names - collector.task_names)}; "
+        f"not of metric_learning: {sorted(collector.task_names - expected_names)}"
+    )

@@ -2,6 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from visrec.hooks import DataChecks
+
+# Checks of parameters against the images that must stop a run before its first node.
+HOOKS = (DataChecks(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

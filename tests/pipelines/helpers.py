@@ -25,7 +25,8 @@ class KeptMemoryDataset(MemoryDataset):
 def memory_copy_modes() -> dict[str, str | None]:
     """The project catalog's in-memory hand-offs (``model_inputs``, ``trained_weights``,
     ...) and the ``copy_mode`` each is declared with (None: Kedro's default)."""
-    entries = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text())
+    entries = {name: entry for path in sorted((PROJECT_ROOT / "conf/base").glob("catalog*.yml"))
+               for name, entry in yaml.safe_load(path.read_text()).items()}
     return {name: entry.get("copy_mode") for name, entry in entries.items()
             if entry.get("type") in ("MemoryDataset", "kedro.io.MemoryDataset")}
 

@@ -1,6 +1,7 @@
 """Custom Kedro datasets of visrec."""
 
 from visrec.datasets.atomic import AtomicDataset
+from visrec.datasets.embedding_index import EmbeddingIndexDataset
 from visrec.datasets.folder import FigureFolderDataset
 from visrec.datasets.image_cache import ImageCacheDataset
 from visrec.datasets.raw_bytes import BytesDataset
@@ -11,6 +12,7 @@ from visrec.datasets.safetensors_models import (
 )
 from visrec.datasets.training_run import CheckpointDataset, LiveDataset
 
-__all__ = ["AtomicDataset", "BytesDataset", "CheckpointDataset", "FigureFolderDataset",
+__all__ = ["AtomicDataset", "BytesDataset", "CheckpointDataset", "EmbeddingIndexDataset",
+           "FigureFolderDataset",
            "ImageCacheDataset", "LiveDataset", "RecordDataset", "SafetensorsModelDataset",
            "SafetensorsModelsDataset"]

@@ -25,6 +25,7 @@ from visrec.params.class_balance import (
 )
 from visrec.params.data import CacheParams, DemoDataParams, IngestionParams
 from visrec.params.evaluation import EvaluationParams, ExportParams, PredictParams
+from visrec.params.metric_learning import MetricLearningParams, RetrieveParams, SplitParams
 from visrec.params.recipe import (
     DistillationParams,
     DistributedParams,
@@ -34,6 +35,7 @@ from visrec.params.recipe import (
     ScheduleParams,
     SwaParams,
 )
+from visrec.params.run import RunParams
 from visrec.params.training import TrainingParams
 
 # Every top-level block and its model, in pipeline order: the parameter reference
@@ -47,14 +49,18 @@ BLOCKS: dict[str, type[Params]] = {
     "evaluation": EvaluationParams,
     "predict": PredictParams,
     "export": ExportParams,
+    "metric_learning": MetricLearningParams,
+    "retrieve": RetrieveParams,
 }
 
 __all__ = [
     "BLOCKS", "SEARCH_SLOTS", "AugmentationParams", "AutoParams", "CacheParams",
     "ClassBalanceParams", "CrtParams", "DemoDataParams", "DistillationParams",
     "DistributedParams", "DrwParams", "EmaParams", "EvaluationParams", "ExportParams",
-    "FocalParams", "IngestionParams", "LogitAdjustmentParams", "LossParams", "MixupParams",
-    "ParameterError", "Params", "PredictParams", "ResampleParams", "ScheduleParams",
-    "SearchParams", "ShotGroupParams", "SwaParams", "TrainingParams", "check_architecture",
+    "FocalParams", "IngestionParams", "LogitAdjustmentParams", "LossParams",
+    "MetricLearningParams", "MixupParams",
+    "ParameterError", "Params", "PredictParams", "ResampleParams", "RetrieveParams",
+    "RunParams", "ScheduleParams", "SearchParams", "ShotGroupParams", "SplitParams",
+    "SwaParams", "TrainingParams", "check_architecture",
     "format_validation_error",
 ]

@@ -37,14 +37,9 @@ class EvaluationParams(Params):
         return value
 
 
-class PredictParams(Params):
-    """Prediction on new images with the served model (``predict``)."""
+class ImageFilesParams(Params):
+    """How a served model reads new image files (the base of ``predict`` and ``retrieve``)."""
 
-    key: ClassVar[str] = "predict"
-    input: str | list[str] | None = Field(
-        description="a folder (searched recursively), a text file with one image path per "
-                    "line, an image file, or a list of paths")
-    top_k: int = Field(ge=1, le=100, description="labels and probabilities per image")
     batch_size: int = Field(ge=1, description="images per batch")
     device: Literal["auto", "cpu", "cuda"] = Field(description="auto: CUDA when a GPU is "
                                                                "visible")
@@ -52,6 +47,16 @@ class PredictParams(Params):
                                                       "and cores")
     max_pixels: int = Field(ge=1, description="width x height above which an image is "
                                               "refused")
+
+
+class PredictParams(ImageFilesParams):
+    """Prediction on new images with the served model (``predict``)."""
+
+    key: ClassVar[str] = "predict"
+    input: str | list[str] | None = Field(
+        description="a folder (searched recursively), a text file with one image path per "
+                    "line, an image file, or a list of paths")
+    top_k: int = Field(ge=1, le=100, description="labels and probabilities per image")
 
 
 class ExportParams(Params):

@@ -40,8 +40,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
+)
+
+from visrec.core.calls import (
+    build_options,
+    call_arguments,
+    call_name,
+    format_value,
+    parse_expression,
 )
 
 
@@ -59,7 +66,7 @@ class Component(BaseModel):
 
     def canonical(self) -> str:
         """The component with all its arguments, as a policy string would write it."""
-        arguments = ", ".join(f"{key}={_format(value)}" for key, value in self.model_dump(
+        arguments = ", ".join(f"{key}={format_value(value)}" for key, value in self.model_dump(
             exclude={"name"}).items())
         return f"{self.name}({arguments})" if arguments else self.name
 
@@ -195,88 +202,29 @@ COMPONENTS: dict[str, type[Component]] = {component.name: component for componen
     MixUp, CutMix)}
 NAMES = ("none", *COMPONENTS)
 STAGES = ("geometric", "image", "batch", "mix")
-_WORDS = {"true": True, "false": False, "null": None, "none": None}
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple | list):
-        return "(" + ", ".join(_format(v) for v in value) + ")"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _literal(node: ast.expr, text: str) -> Any:
-    """The value of an argument node: numbers, words, and tuples or lists of them."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
-        return node.value
-    if isinstance(node, ast.Name):
-        return _WORDS.get(node.id.lower(), node.id)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _literal(node.operand, text)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.Tuple | ast.List):
-        return tuple(_literal(element, text) for element in node.elts)
-    raise PolicyError(f"{ast.get_source_segment(text, node)!r} is not a value: write "
-                      "numbers, words, true/false, or (low, high)")
-
-
 def _terms(node: ast.expr) -> list[ast.expr]:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         return _terms(node.left) + _terms(node.right)
     return [node]
 
 
-def _arguments(call: ast.Call, kind: type[Component], text: str) -> dict[str, Any]:
-    """The keyword arguments of a call (and the one positional value some accept)."""
-    name = kind.name
-    if call.args and (kind.positional is None or len(call.args) > 1):
-        raise PolicyError(f"{name} takes keyword arguments only: "
-                          f"{name}({', '.join(f'{k}=...' for k in kind.model_fields)})")
-    arguments: dict[str, Any] = {}
-    if call.args and kind.positional is not None:
-        arguments[kind.positional] = _literal(call.args[0], text)
-    for keyword in call.keywords:
-        if keyword.arg is None:
-            raise PolicyError(f"{name}: ** is not accepted")
-        if keyword.arg in arguments:
-            raise PolicyError(f"{name}: argument {keyword.arg!r} is given twice")
-        arguments[keyword.arg] = _literal(keyword.value, text)
-    return arguments
-
-
 def _component(node: ast.expr, text: str) -> Component | None:
     """One ``name`` or ``name(arguments)`` term; None for ``none``."""
-    call = node if isinstance(node, ast.Call) else None
-    name_node = call.func if call is not None else node
-    if not isinstance(name_node, ast.Name):
+    written, call = call_name(node)
+    if written is None:
         raise PolicyError(f"{ast.get_source_segment(text, node)!r} is not a component: "
                           f"write name or name(key=value, ...); names: {list(NAMES)}")
-    name = name_node.id.lower()
+    name = written.lower()
     if name == "none":
         if call is not None and (call.args or call.keywords):
             raise PolicyError("none takes no arguments")
         return None
     if name not in COMPONENTS:
-        raise PolicyError(f"unknown component {name_node.id!r}; accepted: {list(NAMES)}")
+        raise PolicyError(f"unknown component {written!r}; accepted: {list(NAMES)}")
     kind = COMPONENTS[name]
-    arguments = {} if call is None else _arguments(call, kind, text)
-    try:
-        return kind(**arguments)
-    except ValidationError as error:
-        problems = []
-        for issue in error.errors():
-            key = ".".join(str(part) for part in issue["loc"])
-            if issue["type"] == "extra_forbidden":
-                problems.append(f"{name} has no argument {key!r}; accepted: "
-                                f"{list(kind.model_fields) or 'none'}")
-            else:
-                problems.append(f"{name} {key} = {issue.get('input')!r}: "
-                                f"{issue['msg'].removeprefix('Value error, ')}")
-        raise PolicyError("; ".join(problems)) from None
+    arguments = {} if call is None else call_arguments(
+        call, name, kind.model_fields, kind.positional, text, PolicyError)
+    return build_options(kind, name, arguments, PolicyError)
 
 
 def parse_policy(text: str, flip_crop: dict[str, Any] | None = None,
@@ -292,13 +240,9 @@ def parse_policy(text: str, flip_crop: dict[str, Any] | None = None,
     Raises:
         PolicyError: With what is wrong and what would be accepted.
     """
-    if not isinstance(text, str) or not text.strip():
-        raise PolicyError(f"a policy is a non-empty string; names: {list(NAMES)}")
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as error:
-        raise PolicyError(f"cannot be read ({error.msg}); write components joined by '+', "
-                          "each name or name(key=value, ...)") from None
+    tree = parse_expression(text, PolicyError, "a policy",
+                            "write components joined by '+', each name or "
+                            f"name(key=value, ...); names: {list(NAMES)}")
     parsed = [_component(term, text.strip()) for term in _terms(tree)]
     components = [component for component in parsed if component is not None]
     if len(parsed) > 1 and len(components) < len(parsed):

@@ -45,8 +45,10 @@ from visrec.core.data.listing import (
 from visrec.core.data.report import CacheSummary, CopyExample, IngestionReport, QuarantineCounts
 from visrec.core.data.samplers import (
     SAMPLERS,
+    MPerClassBatches,
     SamplerPlan,
     ShardedSampler,
+    check_m_per_class,
     make_sampler,
 )
 
@@ -65,6 +67,7 @@ __all__ = [
     "ImageCache",
     "IngestionError",
     "IngestionReport",
+    "MPerClassBatches",
     "ManifestImageDataset",
     "QuarantineCounts",
     "SamplerPlan",
@@ -73,6 +76,7 @@ __all__ = [
     "UpdateStats",
     "auto_num_workers",
     "carve_splits",
+    "check_m_per_class",
     "curate",
     "detect_layout",
     "files_to_check",

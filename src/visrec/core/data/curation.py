@@ -147,6 +147,7 @@ class CurationFacts:
         counts: Manifest images per split, then per class.
         duplicates: The first duplicates left out.
         leakage: The first copies across splits left out.
+        carved: The splits carved from train (``val``, ``test``), not given by the source.
     """
 
     classes: tuple[str, ...]
@@ -154,6 +155,7 @@ class CurationFacts:
     counts: dict[str, dict[str, int]]
     duplicates: tuple[CopyExample, ...]
     leakage: tuple[CopyExample, ...]
+    carved: tuple[str, ...] = ()
 
 
 def curate(listing: pd.DataFrame, checked: pd.DataFrame, class_folders: list[str],
@@ -206,11 +208,14 @@ def curate(listing: pd.DataFrame, checked: pd.DataFrame, class_folders: list[str
     quarantine = rows.loc[~valid, QUARANTINE_COLUMNS].sort_values(["reason", "path"])
     quarantine = quarantine.reset_index(drop=True)
     manifest = _manifest(rows[valid], classes, val_fraction, test_fraction, seed)
+    given = set(rows.loc[valid, "split"].dropna())
+    carved = tuple(split for split in ("val", "test") if split not in given
+                   and (manifest["split"] == split).any())
     counts = {s: {str(label): int(n) for label, n in manifest.loc[manifest["split"] == s, "label"]
                   .value_counts().reindex(classes, fill_value=0).items()} for s in SPLITS}
     facts = CurationFacts(classes=tuple(classes), dropped_classes=tuple(dropped), counts=counts,
                           duplicates=_examples(quarantine, "duplicate"),
-                          leakage=_examples(quarantine, "leakage"))
+                          leakage=_examples(quarantine, "leakage"), carved=carved)
     return manifest, quarantine, facts
 
 
@@ -261,6 +266,7 @@ def ingestion_report(facts: CurationFacts, manifest: pd.DataFrame, quarantine: p
         num_images=len(manifest), counts=facts.counts,
         quarantine=quarantine_counts(quarantine), duplicates=facts.duplicates,
         leakage=facts.leakage, dropped_classes=facts.dropped_classes,
+        carved_splits=facts.carved,
         cache=CacheSummary(enabled=cache.enabled, resolution=cache.settings.resolution,
                            channels=cache.settings.channels, images=cached,
                            bytes=cache.slots * cache.slot_bytes if cache.enabled else 0))

@@ -47,6 +47,8 @@ class IngestionReport(Record):
         leakage: The first copies across splits left out.
         dropped_classes: Classes without a valid training image.
         cache: The packed cache.
+        carved_splits: The splits carved from the training images (``val``, ``test``),
+            not given by the folder or labels file.
     """
 
     root: str
@@ -60,3 +62,4 @@ class IngestionReport(Record):
     leakage: tuple[CopyExample, ...]
     dropped_classes: tuple[str, ...]
     cache: CacheSummary
+    carved_splits: tuple[str, ...] = ()

@@ -5,6 +5,7 @@ from visrec.core.models.artifact import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     BalanceSummary,
+    InputFields,
     WeightSet,
     WeightSetConfig,
     make_weight_set,
@@ -13,6 +14,14 @@ from visrec.core.models.artifact import (
     write_weight_set,
 )
 from visrec.core.models.devices import select_device
+from visrec.core.models.embedding import (
+    EmbedderConfig,
+    EmbeddingNet,
+    NormalizedFeatures,
+    embedder_from_weight_set,
+    make_embedder,
+    trunk_features,
+)
 from visrec.core.models.factory import (
     cache_resolution,
     default_input_size,
@@ -31,10 +40,12 @@ from visrec.core.models.weights import (
 )
 
 __all__ = [
-    "CONFIG_FILE", "WEIGHTS_FILE", "BalanceSummary", "ModelInputs", "WeightSet",
-    "WeightSetConfig", "WeightsError", "cache_resolution", "default_input_size",
-    "load_backbone_weights", "load_teacher", "make_classifier", "make_weight_set",
+    "CONFIG_FILE", "WEIGHTS_FILE", "BalanceSummary", "EmbedderConfig", "EmbeddingNet",
+    "InputFields", "ModelInputs", "NormalizedFeatures", "WeightSet", "WeightSetConfig",
+    "WeightsError", "cache_resolution", "default_input_size", "embedder_from_weight_set",
+    "load_backbone_weights", "load_teacher", "make_classifier", "make_embedder",
+    "make_weight_set",
     "model_from_weight_set", "model_inputs", "read_weight_set", "residual_blocks",
     "resolve_input_config", "select_device", "set_backbone_frozen", "set_zero_gamma",
-    "timm_api", "write_weight_set",
+    "timm_api", "trunk_features", "write_weight_set",
 ]

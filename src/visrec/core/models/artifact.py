@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -32,11 +32,26 @@ class BalanceSummary(Record):
     reason: str
 
 
-class WeightSetConfig(Record):
-    """What rebuilds a weight set and what it is: ``config.json`` beside its tensors.
+class InputFields(Record):
+    """The input config written out at the top level of a weight set's ``config.json``
+    (``image_size``, ``mean``, ...), as servers read it."""
 
-    The input config is written out at the top level (``image_size``, ``mean``, ...), as
-    servers read it.
+    image_size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_chans: int
+
+    @property
+    def inputs(self) -> ModelInputs:
+        """The input config."""
+        return ModelInputs(image_size=self.image_size, interpolation=self.interpolation,
+                           mean=self.mean, std=self.std, in_chans=self.in_chans)
+
+
+class WeightSetConfig(InputFields):
+    """What rebuilds a classifier's weight set and what it is: ``config.json`` beside its
+    tensors.
 
     Attributes:
         architecture: The timm architecture.
@@ -61,11 +76,6 @@ class WeightSetConfig(Record):
 
     architecture: str
     classes: tuple[str, ...]
-    image_size: int
-    interpolation: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    in_chans: int
     seed: int
     git_commit: str | None
     training: dict[str, Any]
@@ -77,22 +87,20 @@ class WeightSetConfig(Record):
     served_from: str | None = None
     scores: dict[str, float | None] | None = None
 
-    @property
-    def inputs(self) -> ModelInputs:
-        """The input config."""
-        return ModelInputs(image_size=self.image_size, interpolation=self.interpolation,
-                           mean=self.mean, std=self.std, in_chans=self.in_chans)
+
+ConfigT = TypeVar("ConfigT", bound=Record)
 
 
 @dataclass(frozen=True)
-class WeightSet:
-    """A model's weights (contiguous CPU tensors by state-dict key) and its config."""
+class WeightSet(Generic[ConfigT]):
+    """A model's weights (contiguous CPU tensors by state-dict key) and its config (a
+    classifier's :class:`WeightSetConfig`, an embedder's ``EmbedderConfig``)."""
 
     weights: dict[str, torch.Tensor]
-    config: WeightSetConfig
+    config: ConfigT
 
 
-def make_weight_set(model: nn.Module, config: WeightSetConfig) -> WeightSet:
+def make_weight_set(model: nn.Module, config: ConfigT) -> WeightSet[ConfigT]:
     """A weight set of ``model``'s current weights, copied to the CPU."""
     state = {name: tensor.detach().to("cpu").contiguous().clone()
              for name, tensor in model.state_dict().items()}
@@ -110,12 +118,13 @@ def model_from_weight_set(weight_set: WeightSet) -> nn.Module:
     return model.eval()
 
 
-def read_weight_set(folder: Path) -> WeightSet:
-    """The weight set of a folder (``model.safetensors`` and ``config.json``)."""
+def read_weight_set(folder: Path, config_type: type[Record] = WeightSetConfig) -> WeightSet:
+    """The weight set of a folder (``model.safetensors`` and ``config.json``), its config
+    read as ``config_type``."""
     from safetensors.torch import load_file  # noqa: PLC0415
 
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    return WeightSet(load_file(folder / WEIGHTS_FILE), WeightSetConfig.from_json(config))
+    return WeightSet(load_file(folder / WEIGHTS_FILE), config_type.from_json(config))
 
 
 def write_weight_set(folder: Path, weight_set: WeightSet) -> None:

@@ -10,13 +10,24 @@ from visrec.core.plots.figures import (
     class_distribution_figure,
     gallery_figure,
     image_grid_figure,
+    image_tile,
     leaderboard_figure,
     learning_curve_figure,
+)
+from visrec.core.plots.retrieval import (
+    embedding_map_figure,
+    metric_learning_curve_figure,
+    per_class_figure,
+    project_2d,
+    retrieval_gallery_figure,
 )
 from visrec.core.plots.style import GROUP_COLOURS, SPLIT_COLOURS
 
 __all__ = [
     "GROUP_COLOURS", "SPLIT_COLOURS", "class_distribution_figure", "confused_pairs_figure",
-    "gallery_figure", "image_grid_figure", "leaderboard_figure", "learning_curve_figure",
-    "long_tail_figure", "reliability_figure", "sorted_confusion_figure",
+    "embedding_map_figure", "gallery_figure", "image_grid_figure", "image_tile",
+    "leaderboard_figure", "learning_curve_figure", "long_tail_figure",
+    "metric_learning_curve_figure", "per_class_figure", "project_2d", "reliability_figure",
+    "retrieval_gallery_figure",
+    "sorted_confusion_figure",
 ]

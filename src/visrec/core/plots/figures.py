@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 from visrec.core.plots.style import GROUP_COLOURS, MAX_INCHES, MAX_LABELLED_CLASSES, SPLIT_COLOURS
 
@@ -180,3 +181,17 @@ def leaderboard_figure(table: pd.DataFrame | None, title: str) -> Figure:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+TILE_SIDE = 256  # pixels: a gallery tile never needs more (a 12 MP photo would be GBs)
+
+
+def image_tile(image: Image.Image | torch.Tensor) -> torch.Tensor:
+    """A CxHxW float image in [0, 1], at most 256 pixels a side, from a PIL image (the
+    file-reading dataset gives PIL images)."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"gallery tiles come from image files, got {type(image).__name__}")
+    image = image.copy()
+    image.thumbnail((TILE_SIDE, TILE_SIDE))
+    pixels = np.asarray(image)
+    return torch.tensor(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1) / 255.0

@@ -21,10 +21,11 @@ from visrec.core.serve.predict import (
     Predictor,
     collate_checked,
     list_inputs,
+    outputs_of_files,
     predict_files,
 )
 
 __all__ = ["INPUT_NAME", "LIST_SUFFIXES", "METADATA_KEYS", "OUTPUT_NAMES", "PredictInputError",
            "PredictionImages", "Predictor", "ServingModel", "collate_checked", "export_onnx",
-           "export_torchscript", "list_inputs", "max_difference", "onnx_outputs", "parity",
-           "predict_files", "serving_metadata", "torchscript_outputs"]
+           "export_torchscript", "list_inputs", "max_difference", "onnx_outputs",
+           "outputs_of_files", "parity", "predict_files", "serving_metadata", "torchscript_outputs"]

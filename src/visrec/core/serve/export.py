@@ -50,8 +50,12 @@ def serving_metadata(config: WeightSetConfig) -> dict[str, str]:
             if values.get(key) is not None}
 
 
-def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
-                metadata: dict[str, str]) -> bytes:
+def _as_tuple(outputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, opset: int,
+                metadata: dict[str, str], output_names: Sequence[str] = OUTPUT_NAMES) -> bytes:
     """The ONNX graph of ``module`` with a dynamic batch axis, as bytes.
 
     Uses torch's ``torch.export``-based exporter (``dynamo=True``, through onnxscript),
@@ -63,6 +67,8 @@ def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
         example: A batch of at least 2 images (a batch of 1 would be specialised).
         opset: The ONNX opset.
         metadata: Stored in the model's ``metadata_props``.
+        output_names: Names of the module's outputs (a classifier's logits and
+            probabilities; an embedder's ``embeddings``).
     """
     import onnx  # noqa: PLC0415
 
@@ -72,7 +78,7 @@ def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
         try:
             program = torch.onnx.export(module.eval(), (example,), dynamo=True,
                                         opset_version=opset, input_names=[INPUT_NAME],
-                                        output_names=list(OUTPUT_NAMES), verbose=False,
+                                        output_names=list(output_names), verbose=False,
                                         dynamic_shapes={"images": {0: batch}}, optimize=True)
             if program is None:  # only with a file to write to, which is not given
                 raise RuntimeError("torch.onnx.export returned no program")
@@ -87,9 +93,9 @@ def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
             torch.onnx.export(module.eval(), (example,), buffer,  # type: ignore[arg-type]
                               dynamo=False,
                               opset_version=opset, input_names=[INPUT_NAME],
-                              output_names=list(OUTPUT_NAMES),
+                              output_names=list(output_names),
                               dynamic_axes={INPUT_NAME: {0: "batch"},
-                                            **{name: {0: "batch"} for name in OUTPUT_NAMES}})
+                                            **{name: {0: "batch"} for name in output_names}})
             proto = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -98,7 +104,7 @@ def export_onnx(module: ServingModel, example: torch.Tensor, opset: int,
     return proto.SerializeToString()
 
 
-def export_torchscript(module: ServingModel, example: torch.Tensor) -> bytes:
+def export_torchscript(module: nn.Module, example: torch.Tensor) -> bytes:
     """``module`` traced to TorchScript, as the bytes of a ``torch.jit.save`` archive."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -118,39 +124,43 @@ def onnx_outputs(onnx_bytes: bytes, images: np.ndarray) -> dict[str, np.ndarray]
     return dict(zip(names, session.run(names, {INPUT_NAME: images}), strict=True))
 
 
-def torchscript_outputs(archive: bytes, images: torch.Tensor) -> dict[str, np.ndarray]:
+def torchscript_outputs(archive: bytes, images: torch.Tensor,
+                        output_names: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
     """Run a TorchScript archive on the CPU: outputs by name."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(io.BytesIO(archive), map_location="cpu")
     with torch.no_grad():
-        return {name: value.numpy() for name, value in zip(OUTPUT_NAMES, module(images),
+        return {name: value.numpy() for name, value in zip(output_names,
+                                                           _as_tuple(module(images)),
                                                            strict=True)}
 
 
 def max_difference(reference: dict[str, np.ndarray],
                    other: dict[str, np.ndarray]) -> dict[str, float]:
-    """Largest absolute difference of each output, ``max_abs_diff_<name>``."""
-    return {f"max_abs_diff_{name}": float(np.abs(reference[name] - other[name]).max())
-            for name in OUTPUT_NAMES}
+    """Largest absolute difference of each output of ``reference``, ``max_abs_diff_<name>``."""
+    return {f"max_abs_diff_{name}": float(np.abs(value - other[name]).max())
+            for name, value in reference.items()}
 
 
-def parity(module: ServingModel, batches: Sequence[torch.Tensor],
-           run: Callable[[torch.Tensor], dict[str, np.ndarray]]) -> dict[str, float]:
+def parity(module: nn.Module, batches: Sequence[torch.Tensor],
+           run: Callable[[torch.Tensor], dict[str, np.ndarray]],
+           output_names: Sequence[str] = OUTPUT_NAMES) -> dict[str, float]:
     """The largest absolute difference of each output between ``module`` and an export.
 
     Args:
         module: The PyTorch model the export was made from, in eval mode.
         batches: Images, in the batch sizes the export should handle.
         run: Runs the exported model on a batch: outputs by name.
+        output_names: Names of the module's outputs.
 
     Returns:
-        ``max_abs_diff_logits`` and ``max_abs_diff_probabilities`` over every batch.
+        ``max_abs_diff_<name>`` of each output over every batch.
     """
     worst: dict[str, float] = {}
     for images in batches:
         with torch.no_grad():
-            reference = {k: v.numpy() for k, v in zip(OUTPUT_NAMES, module(images),
+            reference = {k: v.numpy() for k, v in zip(output_names, _as_tuple(module(images)),
                                                       strict=True)}
         for key, value in max_difference(reference, run(images)).items():
             worst[key] = max(worst.get(key, 0.0), value)

@@ -54,38 +54,40 @@ def _walk(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def list_inputs(spec: str | Sequence[str] | None, base: Path) -> tuple[Path, list[str]]:
+def list_inputs(spec: str | Sequence[str] | None, base: Path,
+                key: str = "predict.input") -> tuple[Path, list[str]]:
     """The files to classify: a folder (recursively), a ``.txt`` list of paths, a file, or
     a list of paths.
 
     Args:
-        spec: ``predict.input``.
+        spec: ``predict.input`` (or the parameter ``key`` names).
         base: Folder that relative paths are resolved against (the project root).
+        key: The parameter, for messages.
 
     Returns:
         ``(root, paths)``: paths relative to ``root`` (the folder, the list file's folder,
         or ``base`` for a list), in the order given (a folder's files sorted).
 
     Raises:
-        PredictInputError: Naming ``predict.input``, the value and what is accepted.
+        PredictInputError: Naming the parameter, the value and what is accepted.
     """
     accepted = ("give a folder of images (any layout), a .txt file with one image path per "
                 "line, an image file, or a list of paths")
     if spec is None or (isinstance(spec, str) and not spec.strip()):
-        raise PredictInputError(f"predict.input is not set; {accepted}, for example "
-                                "--params \"predict.input=data/new_images\"")
+        raise PredictInputError(f"{key} is not set; {accepted}, for example "
+                                f"--params \"{key}=data/new_images\"")
     if not isinstance(spec, str):
         if not spec:
-            raise PredictInputError(f"predict.input = []: the list is empty; {accepted}")
+            raise PredictInputError(f"{key} = []: the list is empty; {accepted}")
         return base, [str(p) for p in spec]
     path = (base / spec).resolve()
     if path.is_dir():
         files = _walk(path)
         if not files:
-            raise PredictInputError(f"predict.input = {spec!r}: the folder has no files")
+            raise PredictInputError(f"{key} = {spec!r}: the folder has no files")
         return path, files
     if not path.is_file():
-        raise PredictInputError(f"predict.input = {spec!r}: no such file or folder "
+        raise PredictInputError(f"{key} = {spec!r}: no such file or folder "
                                 f"({path}); {accepted}")
     if path.suffix.lower() in LIST_SUFFIXES:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -148,7 +150,47 @@ class Predictor:
                                    inputs.interpolation)
 
 
+FAILURE_COLUMNS = ["path", "reason", "detail"]
+
+
 @torch.no_grad()
+def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: Sequence[str],
+                     channels: int, batch_size: int, device: torch.device,
+                     num_workers: int | None, max_pixels: int
+                     ) -> tuple[np.ndarray, list[int], pd.DataFrame]:
+    """Run ``model`` on image files in batches; unreadable files are listed, not fatal.
+
+    Args:
+        model: The model, on ``device`` (put in eval mode).
+        transform: The evaluation transform of the model.
+        root: Folder ``paths`` are relative to (absolute paths are kept as they are).
+        paths: The files.
+        channels: Input channels of the model.
+        batch_size: Images per batch.
+        device: Where the model runs.
+        num_workers: Decoding processes; None chooses by device.
+        max_pixels: Larger images are refused.
+
+    Returns:
+        ``(outputs, kept, failures)``: float32 outputs of the readable files, one row each;
+        their positions in ``paths``; ``path``, ``reason`` and ``detail`` of each other file.
+    """
+    dataset = PredictionImages(root, paths, transform, channels, max_pixels)
+    workers = auto_num_workers(device) if num_workers is None else num_workers
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_checked, pin_memory=device.type == "cuda")
+    model.eval()
+    outputs, kept, failures = [], [], []
+    for images, indices, bad in loader:
+        failures += [(paths[i], reason, detail) for i, reason, detail in bad]
+        if images is not None:
+            outputs.append(model(images.to(device, non_blocking=True)).float().cpu().numpy())
+            kept += indices
+    width = outputs[0].shape[1] if outputs else 0
+    return (np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32), kept,
+            pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+
+
 def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k: int,
                   batch_size: int, device: torch.device, num_workers: int | None,
                   max_pixels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -171,27 +213,18 @@ def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k:
     """
     classes = np.asarray(predictor.config.classes, dtype=object)
     k = min(top_k, len(classes))
-    dataset = PredictionImages(root, paths, predictor.transform(),
-                               predictor.config.in_chans, max_pixels)
-    workers = auto_num_workers(device) if num_workers is None else num_workers
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate_checked, pin_memory=device.type == "cuda")
-    predictor.model.eval()
-    rows, failures = [], []
-    for images, indices, bad in loader:
-        failures += [(paths[i], reason, detail) for i, reason, detail in bad]
-        if images is None:
-            continue
-        logits = predictor.model(images.to(device, non_blocking=True)).float().cpu().numpy()
-        probabilities = softmax(logits, predictor.temperature)
-        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        for index, order, probs in zip(indices, top, probabilities, strict=True):
-            row: dict[str, Any] = {"path": paths[index]}
-            for rank, chosen in enumerate(order, start=1):
-                row[f"label_{rank}"] = classes[chosen]
-                row[f"probability_{rank}"] = round(float(probs[chosen]), 6)
-            rows.append(row)
+    logits, kept, failures = outputs_of_files(
+        predictor.model, predictor.transform(), root, paths, predictor.config.in_chans,
+        batch_size, device, num_workers, max_pixels)
+    probabilities = softmax(logits, predictor.temperature) if len(kept) else logits
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    rows = []
+    for index, order, probs in zip(kept, top, probabilities, strict=True):
+        row: dict[str, Any] = {"path": paths[index]}
+        for rank, chosen in enumerate(order, start=1):
+            row[f"label_{rank}"] = classes[chosen]
+            row[f"probability_{rank}"] = round(float(probs[chosen]), 6)
+        rows.append(row)
     columns = ["path"] + [f"{name}_{r}" for r in range(1, k + 1)
                           for name in ("label", "probability")]
-    return (pd.DataFrame(rows, columns=columns),
-            pd.DataFrame(failures, columns=["path", "reason", "detail"]))
+    return pd.DataFrame(rows, columns=columns), failures

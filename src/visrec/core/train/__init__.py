@@ -22,7 +22,6 @@ from visrec.core.train.crt import retrain_classifier
 from visrec.core.train.distributed import LaunchSpec, backend_for, resolve_devices
 from visrec.core.train.launcher import (
     DataSpec,
-    ModelSpec,
     TrainedWeights,
     TrainingJob,
     make_data_spec,
@@ -31,7 +30,6 @@ from visrec.core.train.launcher import (
     make_training_job,
     make_val_loader,
     run_job,
-    state_on_cpu,
     train,
 )
 from visrec.core.train.live import LiveLog
@@ -44,6 +42,13 @@ from visrec.core.train.loop import (
     train_one_epoch,
 )
 from visrec.core.train.losses import LOSSES, LossSpec, check_loss, loss_spec, register_loss
+from visrec.core.train.losses.metric import (
+    METRIC_LOSSES,
+    MetricLoss,
+    MetricLossError,
+    parse_metric_loss,
+)
+from visrec.core.train.model_spec import ModelSpec, make_model, state_on_cpu
 from visrec.core.train.provenance import git_commit
 from visrec.core.train.recipe import (
     LR_REFERENCE_BATCH,
@@ -56,7 +61,14 @@ from visrec.core.train.recipe import (
     make_schedule,
     scaled_lr,
 )
-from visrec.core.train.tasks import ClassificationTask, DistillSpec, Task, TaskStep
+from visrec.core.train.tasks import (
+    ClassificationTask,
+    DistillSpec,
+    LossAttached,
+    MetricLearningTask,
+    Task,
+    TaskStep,
+)
 from visrec.core.train.weight_sets import (
     final_validation,
     retrain_classifiers,
@@ -67,6 +79,7 @@ from visrec.core.train.weight_sets import (
 __all__ = [
     "LOSSES",
     "LR_REFERENCE_BATCH",
+    "METRIC_LOSSES",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",
@@ -79,8 +92,12 @@ __all__ = [
     "FitResult",
     "LaunchSpec",
     "LiveLog",
+    "LossAttached",
     "LossSpec",
     "LrSchedule",
+    "MetricLearningTask",
+    "MetricLoss",
+    "MetricLossError",
     "ModelSpec",
     "OptimizerSpec",
     "ScheduleSpec",
@@ -100,11 +117,13 @@ __all__ = [
     "loss_spec",
     "make_data_spec",
     "make_job_transform",
+    "make_model",
     "make_optimizer",
     "make_schedule",
     "make_train_loader",
     "make_training_job",
     "make_val_loader",
+    "parse_metric_loss",
     "register_loss",
     "reseed_for_epoch",
     "resolve_channels_last",

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from visrec.core.augment import AugmentationSpec, TrainTransform, make_eval_transform
 from visrec.core.augment import make_train_transform as make_augmentation
@@ -25,13 +25,14 @@ from visrec.core.balance import BalancePlan
 from visrec.core.data import (
     ImageCache,
     IngestionReport,
+    MPerClassBatches,
     SamplerPlan,
     ShardedSampler,
     make_loader,
     make_sampler,
     manifest_dataset,
 )
-from visrec.core.models import ModelInputs, make_classifier
+from visrec.core.models import ModelInputs
 from visrec.core.seeding import seed_everything
 from visrec.core.train.checkpoint import CheckpointStore, fingerprint, source_digest
 from visrec.core.train.config import FitConfig
@@ -44,31 +45,12 @@ from visrec.core.train.distributed import (
 )
 from visrec.core.train.live import LiveLog
 from visrec.core.train.loop import fit
+from visrec.core.train.model_spec import ModelSpec, make_model, state_on_cpu
 from visrec.core.train.tasks import Task
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FIELDS = ["path", "class_index", "cache_index"]  # what a run reads of the manifest
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build the model of a run.
-
-    Attributes:
-        architecture: The timm architecture.
-        num_outputs: Outputs of its head (classes, or embedding dimensions).
-        channels: Input channels.
-        pretrained_path: A local weights file, or None to train from scratch.
-        zero_gamma: Start residual blocks as the identity (True), not (False), or keep
-            timm's initialisation (None).
-    """
-
-    architecture: str
-    num_outputs: int
-    channels: int = 3
-    pretrained_path: str | None = None
-    zero_gamma: bool | None = True
 
 
 @dataclass(frozen=True)
@@ -85,6 +67,8 @@ class DataSpec:
         sampler: The balance plan's sampler part, or None to shuffle.
         batch_size: Global images per update, split over the processes.
         num_workers: Loader processes per training process, or None for automatic.
+        m_per_class: Draw P x K batches of this many images per class (metric learning)
+            instead of ``sampler``, or None.
     """
 
     train: pd.DataFrame
@@ -96,6 +80,7 @@ class DataSpec:
     sampler: SamplerPlan | None
     batch_size: int
     num_workers: int | None = None
+    m_per_class: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,40 +134,44 @@ class TrainedWeights:
 
 
 def make_data_spec(manifest: pd.DataFrame, cache: ImageCache, report: IngestionReport,
-                   plan: BalancePlan, spec: AugmentationSpec, inputs: ModelInputs,
-                   batch_size: int, num_workers: int | None) -> DataSpec:
+                   plan: BalancePlan | None, spec: AugmentationSpec, inputs: ModelInputs,
+                   batch_size: int, num_workers: int | None,
+                   m_per_class: int | None = None) -> DataSpec:
     """The images of a run: the manifest's train and val rows, read and augmented.
 
     Args:
         manifest: The ingestion manifest.
         cache: The packed images the manifest's ``cache_index`` points into.
         report: Gives the image root.
-        plan: Gives the sampler.
+        plan: Gives the sampler (None: shuffle, or P x K batches).
         spec: The augmentation of the training transform.
         inputs: The model's input config.
         batch_size: Global images per update.
         num_workers: Loader processes per training process, or None.
+        m_per_class: Draw P x K batches of this many images per class, or None.
     """
     def rows(split: str) -> pd.DataFrame:
         return manifest.loc[manifest["split"] == split, MANIFEST_FIELDS].reset_index(drop=True)
 
     return DataSpec(train=rows("train"), val=rows("val"), cache=cache, root=report.root,
-                    augmentation=spec, inputs=inputs, sampler=plan.sampler,
-                    batch_size=batch_size, num_workers=num_workers)
+                    augmentation=spec, inputs=inputs,
+                    sampler=None if plan is None else plan.sampler, batch_size=batch_size,
+                    num_workers=num_workers, m_per_class=m_per_class)
 
 
 def make_training_job(manifest: pd.DataFrame, cache: ImageCache, report: IngestionReport,
-                      plan: BalancePlan, spec: AugmentationSpec, inputs: ModelInputs, *,
+                      plan: BalancePlan | None, spec: AugmentationSpec, inputs: ModelInputs, *,
                       model: ModelSpec, config: FitConfig, task: Task, batch_size: int,
                       num_workers: int | None, device: torch.device, launch: LaunchSpec,
-                      backend: str, sync_bn: bool, settings: dict[str, Any]) -> TrainingJob:
+                      backend: str, sync_bn: bool, settings: dict[str, Any],
+                      m_per_class: int | None = None) -> TrainingJob:
     """The run as data: model, images, recipe, task, and how many processes.
 
     Args:
         manifest: The ingestion manifest (its train and val rows are used).
         cache: The packed images the manifest's ``cache_index`` points into.
         report: Gives the image root.
-        plan: Gives the sampler.
+        plan: Gives the sampler (None: shuffle, or P x K batches).
         spec: The augmentation of the training transform.
         inputs: The model's input config.
         model: The model to build.
@@ -195,11 +184,13 @@ def make_training_job(manifest: pd.DataFrame, cache: ImageCache, report: Ingesti
         backend: Process-group backend.
         sync_bn: Synchronise BatchNorm statistics across processes.
         settings: The run's parameters, for the checkpoint's fingerprint.
+        m_per_class: Draw P x K batches of this many images per class, or None.
     """
     data = make_data_spec(manifest, cache, report, plan, spec, inputs, batch_size,
-                          num_workers)
+                          num_workers, m_per_class)
     # The checkpoint belongs to these settings, images and code; anything else starts afresh.
-    key = fingerprint(settings, plan.to_json(), spec.to_json(), config.seed, inputs.to_json(),
+    key = fingerprint(settings, None if plan is None else plan.to_json(), spec.to_json(),
+                      config.seed, inputs.to_json(),
                       launch.nproc_per_node, data.train.to_numpy().tolist(), source_digest(),
                       torch.__version__)
     return TrainingJob(model=model, data=data, config=config, task=task, device=device.type,
@@ -252,17 +243,23 @@ def make_train_loader(data: DataSpec, transform: TrainTransform, device: torch.d
     context = context or DistContext()
     train_set = manifest_dataset(data.train, data.cache, data.root, transform.sample,
                                  data.inputs.in_chans)
-    drawn = make_sampler(sampler or data.sampler, data.train["class_index"].to_numpy(), seed)
-    if context.distributed:
-        drawn = ShardedSampler(drawn, len(train_set), context.rank, context.world_size, seed)
+    class_index = data.train["class_index"].to_numpy()
+    drawn: Sampler[int] | None
+    if data.m_per_class is not None and sampler is None:
+        drawn = MPerClassBatches(class_index, data.m_per_class, data.batch_size, seed,
+                                 context.rank, context.world_size)
+    else:
+        drawn = make_sampler(sampler or data.sampler, class_index, seed)
+        if context.distributed:
+            drawn = ShardedSampler(drawn, len(train_set), context.rank, context.world_size,
+                                   seed)
     return make_loader(train_set, data.batch_size // context.world_size, device, seed,
                        train=True, sampler=drawn, num_workers=data.num_workers)
 
 
-def _model(spec: ModelSpec, context: DistContext, sync_bn: bool,
+def _model(spec: ModelSpec, task: Task, context: DistContext, sync_bn: bool,
            device: torch.device) -> nn.Module:
-    model = make_classifier(spec.architecture, spec.num_outputs, spec.pretrained_path,
-                            spec.channels, zero_gamma=spec.zero_gamma)
+    model = task.prepare_model(make_model(spec))
     if sync_bn and context.distributed:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -283,7 +280,7 @@ def run_job(job: TrainingJob) -> TrainedWeights | None:
     device = _device(job, context)
     with process_group(context, job.backend):
         seed_everything(job.config.seed)
-        model = _model(job.model, context, job.sync_bn, device)
+        model = _model(job.model, job.task, context, job.sync_bn, device)
         transform = make_job_transform(job.data)
         train_loader = make_train_loader(job.data, transform, device, job.config.seed,
                                          context=context)
@@ -295,15 +292,9 @@ def run_job(job: TrainingJob) -> TrainedWeights | None:
                      main=context.main, on_epoch=job.live, batch_transform=transform.batch)
     if not context.main:
         return None
-    weights = {name: state_on_cpu(module) for name, module in result.weights.items()}
+    weights = {name: state_on_cpu(job.task.product(module))
+               for name, module in result.weights.items()}
     return TrainedWeights(weights, result.history, result.random_state)
-
-
-def state_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of ``model``'s state dict on the CPU, each tensor contiguous (channels_last
-    weights are not, and safetensors saves only contiguous tensors)."""
-    return {key: tensor.detach().cpu().contiguous().clone()
-            for key, tensor in model.state_dict().items()}
 
 
 def _worker(job: TrainingJob) -> TrainedWeights | None:

@@ -32,7 +32,7 @@ from visrec.core.train.checkpoint import CheckpointStore, rng_state
 from visrec.core.train.config import PRECISIONS, FitConfig
 from visrec.core.train.recipe import LrSchedule
 from visrec.core.train.state import RunState, checkpoint_state, prepare_run, restore_run
-from visrec.core.train.tasks.base import Task
+from visrec.core.train.tasks.base import Task, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
         if options.schedule is not None:
             options.schedule.step(global_step)
         if options.ema is not None:
-            options.ema.update(_unwrap(model), step=global_step)
+            options.ema.update(unwrap(model), step=global_step)
         total_loss += step.loss.item() * step.count
         for name, value in step.sums.items():
             sums[name] = sums.get(name, 0.0) + float(value)
@@ -178,12 +178,6 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
             **{f"train_{name}": value / max(seen, 1) for name, value in sums.items()},
             "images_per_s": seen / max(seconds, 1e-9), "seconds": seconds,
             "data_wait": waited / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside a compiled and/or DDP wrapper."""
-    model = getattr(model, "_orig_mod", model)
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _train_epoch(run: RunState, config: FitConfig, task: Task, loader: DataLoader,

@@ -30,6 +30,9 @@ class OptimizerSpec:
         momentum: SGD momentum, or Adam's beta1.
         weight_decay: Decay coefficient (L2 for SGD and Adam, decoupled for AdamW).
         no_bias_decay: Leave biases and norm-layer weights undecayed (He et al. 2019).
+        lr_scales: ``(prefix, factor)``: parameters whose names start with ``prefix`` (a
+            proxy loss's ``criterion.``) form their own group, undecayed, at ``factor``
+            times every rate of the schedule (timm's ``lr_scale``).
     """
 
     name: str = "sgd"
@@ -37,6 +40,7 @@ class OptimizerSpec:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     no_bias_decay: bool = True
+    lr_scales: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,36 @@ def make_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimiz
     # some); filter_bias_and_bn puts 1-D tensors (biases, norm weights) in a group without
     # decay.
     name = "momentum" if spec.name == "sgd" and spec.momentum == 0 else spec.name
-    return create_optimizer_v2(model, opt=name, lr=spec.lr,
-                               weight_decay=spec.weight_decay,
-                               filter_bias_and_bn=spec.no_bias_decay, **extra)
+    if not spec.lr_scales:
+        return create_optimizer_v2(model, opt=name, lr=spec.lr,
+                                   weight_decay=spec.weight_decay,
+                                   filter_bias_and_bn=spec.no_bias_decay, **extra)
+    return create_optimizer_v2(_scaled_groups(model, spec), opt=name, lr=spec.lr,
+                               weight_decay=spec.weight_decay, **extra)
+
+
+def _scaled_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict[str, Any]]:
+    """timm's weight-decay groups, less the parameters of ``spec.lr_scales``' prefixes,
+    which get a group each with its ``lr_scale``."""
+    from timm.optim import param_groups_weight_decay  # noqa: PLC0415
+
+    named = dict(model.named_parameters())
+    scaled: list[dict[str, Any]] = []
+    taken: set[int] = set()
+    for prefix, factor in spec.lr_scales:
+        params = [p for n, p in named.items() if n.startswith(prefix) and p.requires_grad]
+        taken |= {id(p) for p in params}
+        if params:
+            # timm's schedules scale their rate for the group by lr_scale, from initial_lr.
+            scaled.append({"params": params, "weight_decay": 0.0, "lr_scale": factor,
+                           "lr": spec.lr * factor, "initial_lr": spec.lr})
+    if spec.no_bias_decay:
+        groups = param_groups_weight_decay(model, spec.weight_decay)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    for group in groups:
+        group["params"] = [p for p in group["params"] if id(p) not in taken]
+    return [group for group in groups if group["params"]] + scaled
 
 
 class LrSchedule:
@@ -123,16 +154,18 @@ def _warmup(spec: ScheduleSpec, epochs: int) -> int:
 def _torch_schedule(optimizer: torch.optim.Optimizer, spec: ScheduleSpec, lr: float,
                     epochs: int, updates_per_epoch: int) -> Any:
     total = epochs * updates_per_epoch
+    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     if spec.name == "onecycle":
         # Warm up for the share given by warmup_epochs (0.3 of the run when 0), then anneal.
         share = spec.warmup_epochs / epochs if spec.warmup_epochs else 0.3
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=max(total, 2),
+            optimizer, max_lr=[lr * scale for scale in scales], total_steps=max(total, 2),
             pct_start=min(max(share, 1 / max(total, 2)), 0.99), anneal_strategy="cos",
             cycle_momentum=False)  # keep training.momentum as configured
     half_cycle = max(1, round(spec.cycle_epochs * updates_per_epoch / 2))
     return torch.optim.lr_scheduler.CyclicLR(
-        optimizer, base_lr=spec.min_lr, max_lr=lr, step_size_up=half_cycle,
+        optimizer, base_lr=[spec.min_lr * scale for scale in scales],
+        max_lr=[lr * scale for scale in scales], step_size_up=half_cycle,
         mode="triangular", cycle_momentum=False)
 
 

@@ -5,9 +5,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
 from visrec.core.balance import class_list
 from visrec.core.data import IngestionReport, manifest_dataset
@@ -31,6 +29,7 @@ from visrec.core.models import ModelInputs, WeightSet, model_from_weight_set, se
 from visrec.core.plots import (
     confused_pairs_figure,
     gallery_figure,
+    image_tile,
     long_tail_figure,
     reliability_figure,
     sorted_confusion_figure,
@@ -282,20 +281,6 @@ def reliability_report(logits: dict[str, dict[str, np.ndarray]], served: WeightS
     return side_by_side(*tables.values()), figure
 
 
-GALLERY_SIDE = 256  # pixels: a gallery tile never needs more (a 12 MP photo would be GBs)
-
-
-def _gallery_tile(image: Image.Image | torch.Tensor) -> torch.Tensor:
-    """A CxHxW float image in [0, 1], at most 256 pixels a side, from a PIL image (the
-    file-reading dataset gives PIL images)."""
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"gallery tiles come from image files, got {type(image).__name__}")
-    image = image.copy()
-    image.thumbnail((GALLERY_SIDE, GALLERY_SIDE))
-    pixels = np.asarray(image)
-    return torch.tensor(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1) / 255.0
-
-
 def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: WeightSet,
                  manifest: pd.DataFrame, ingestion_report: IngestionReport,
                  params: EvaluationParams) -> Figure:
@@ -311,7 +296,7 @@ def loss_gallery(logits: dict[str, dict[str, np.ndarray]], served: WeightSet,
     losses = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12))
     worst = np.argsort(-losses, kind="stable")[:params.gallery_images]
     classes = ingestion_report.classes
-    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report.root, _gallery_tile,
+    dataset = manifest_dataset(test.iloc[worst], None, ingestion_report.root, image_tile,
                                ingestion_report.channels)
     images, captions = [], []
     for position, row in enumerate(worst):

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from torch.utils.data import Sampler
 
+from visrec.core.data.samplers.m_per_class import MPerClassBatches, check_m_per_class
 from visrec.core.data.samplers.plan import SamplerPlan
 from visrec.core.data.samplers.resampling import ResamplingSampler, resample_targets
 from visrec.core.data.samplers.sharded import ShardedSampler
@@ -72,6 +73,8 @@ def make_sampler(plan: SamplerPlan | None, class_index: np.ndarray,
     return SAMPLERS[plan.kind].from_plan(plan, class_index, seed)
 
 
-__all__ = ["SAMPLERS", "ClassBalancedSampler", "ClassWeightedSampler", "ResamplingSampler",
+__all__ = ["SAMPLERS", "ClassBalancedSampler", "ClassWeightedSampler", "MPerClassBatches",
+           "ResamplingSampler",
            "SamplerFactory", "SamplerPlan", "ShardedSampler", "SqrtSampler",
-           "class_probabilities", "make_sampler", "resample_targets", "row_weights"]
+           "check_m_per_class", "class_probabilities", "make_sampler", "resample_targets",
+           "row_weights"]

@@ -48,6 +48,16 @@ class Task(ABC):
     score: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
 
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """The module the loop trains, made from the run's model before anything else (a
+        wrapper that also holds the loss's own parameters); the model itself by default."""
+        return model
+
+    def product(self, trained: nn.Module) -> nn.Module:
+        """What a weight set keeps of a module :meth:`prepare_model` made (the model
+        without the loss's parameters); the module itself by default."""
+        return trained
+
     def setup(self, model: nn.Module,  # noqa: B027 - an optional hook
               device: torch.device, channels_last: bool) -> None:
         """Prepare for training ``model`` on ``device`` (before the first epoch); nothing
@@ -78,3 +88,9 @@ class Task(ABC):
     def better(self, first: float, second: float) -> bool:
         """Whether score ``first`` is better than ``second``."""
         return first > second if self.higher_is_better else first < second
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a compiled and/or DDP wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
