@@ -57,7 +57,7 @@ run: demo-data
 
 ## metric-learning: the metric-learning demo (digits 0-4 train, 5-9 test): ingestion, embedding
 metric-learning: demo-data
-	$(BIN)/kedro run --pipeline=metric_learning
+	$(BIN)/kedro run --pipelines=metric_learning
 	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet demo_data ingestion metric_learning; fi
 
 ## test: set up, then run the whole test suite

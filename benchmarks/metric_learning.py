@@ -14,7 +14,11 @@ the classification loop (the same trunk, images and batch size, cross-entropy on
 batches) alternate for `--repeats` rounds in this process; the median images/s of each.
 
     .venv/bin/python benchmarks/metric_learning.py [--seeds 0 1 2] [--epochs N]
-        [--losses NAME ...] [--repeats 3] [--out runs.jsonl] [--report runs.jsonl]
+        [--losses NAME ...] [--set '{"embedding_size": 512}'] [--no-baselines]
+        [--repeats 3] [--out runs.jsonl] [--report runs.jsonl]
+
+`--set` overrides keys of the `metric_learning` block for every loss (the rows then name
+them); `--no-baselines` skips the two baselines (to add a variant to earlier runs).
 
 Prints a Markdown table (mean ± std over the seeds, served weights, and SWA/EMA/final),
 and checks the goals: the best loss's MAP@R >= 1.5 x the untrained trunk's and >= the
@@ -42,14 +46,16 @@ WEIGHTS = ("served", "final", "swa", "ema")
 GOAL_UNTRAINED, GOAL_SPEED = 1.5, 0.9
 
 
-def retrieval_runs(project: Path, seed: int, losses: list[str], epochs: int | None) -> list[dict]:
+def retrieval_runs(project: Path, seed: int, losses: list[str], epochs: int | None,
+                   overrides: dict, baselines: bool) -> list[dict]:
     """Each loss on the demo at ``seed`` (the baselines with the first): test figures."""
     run_session(project, ["ingestion"], {"seed": seed,
                                          "ingestion": {"root": str(project / "data/01_raw/demo")}})
     rows = []
     for index, loss in enumerate(losses):
-        block: dict = {"loss": loss, "resume": "never",
-                       "baselines": ["untrained", "cross_entropy"] if index == 0 else []}
+        block: dict = overrides | {
+            "loss": loss, "resume": "never",
+            "baselines": ["untrained", "cross_entropy"] if index == 0 and baselines else []}
         if epochs is not None:
             block["epochs"] = epochs
         start = time.perf_counter()
@@ -59,7 +65,8 @@ def retrieval_runs(project: Path, seed: int, losses: list[str], epochs: int | No
                              .read_text())
         sets = {name: metrics[name] for name in ("final", "swa", "ema") if name in metrics}
         sets["served"] = metrics[metrics["served"]]
-        rows.append({"kind": "loss", "seed": seed, "method": loss, "seconds": seconds,
+        method = f"{loss} {json.dumps(overrides)}" if overrides else loss
+        rows.append({"kind": "loss", "seed": seed, "method": method, "seconds": seconds,
                      **{f"{w}_{f}": sets[w][f] for w in sets for f in FIGURES}})
         for name, figures in metrics["baselines"].items():
             rows.append({"kind": "baseline", "seed": seed, "method": name,
@@ -160,6 +167,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: conf/base's")
     parser.add_argument("--losses", nargs="+", default=list(LOSSES))
+    parser.add_argument("--set", type=json.loads, default={}, dest="overrides",
+                        help="JSON object of metric_learning keys for every loss")
+    parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="throughput rounds (0: none)")
     add_runs_arguments(parser)
     args = parser.parse_args()
@@ -171,7 +181,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         project = demo_project(Path(workdir))
         for seed in args.seeds:
-            rows = retrieval_runs(project, seed, args.losses, args.epochs)
+            rows = retrieval_runs(project, seed, args.losses, args.epochs, args.overrides,
+                                  not args.no_baselines)
             append_runs(args.out, rows)
             runs += rows
         if args.repeats:

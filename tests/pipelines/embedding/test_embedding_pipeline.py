@@ -33,7 +33,8 @@ DIGITS = [str(d) for d in range(10)]
 TINY = {"model": "test_resnet", "epochs": 2, "batch_size": 24, "m_per_class": 8,
         "image_size": 32, "embedding_size": 16, "num_workers": 0, "device": "cpu",
         "map_method": "pca", "gallery_queries": 4, "gallery_k": 3,
-        "schedule": {"warmup_epochs": 0}, "swa": {"start_fraction": 0.5}}
+        "schedule": {"warmup_epochs": 0}, "swa": {"start_fraction": 0.5},
+        "split": {"val_classes": 0.2}}
 
 
 def _ingest(root: Path, cache: Path, **ingestion_overrides: object) -> dict:

@@ -1,5 +1,5 @@
 """embedding: the metric-learning stage (an embedding of the ingested images, measured on
-classes it never saw). ``kedro run --pipeline=metric_learning`` runs ingestion, then this."""
+classes it never saw). ``kedro run --pipelines=metric_learning`` runs ingestion, then this."""
 
 from .pipeline import create_pipeline
 

@@ -1,6 +1,6 @@
 """retrieve: the most similar reference images of new images, by the served embedder.
 
-``kedro run --pipeline=retrieve --params "retrieve.query=FOLDER,retrieve.reference=FOLDER"``
+``kedro run --pipelines=retrieve --params "retrieve.query=FOLDER,retrieve.reference=FOLDER"``
 indexes the reference folder (class folders label it) and writes each query's top-k
 neighbours with distances and, with labels, a k-NN label. The index is kept in
 ``data/06_models/embedding_index``: without ``retrieve.reference`` the saved one is searched
