@@ -85,7 +85,7 @@ def embedding_map(embeddings: dict[str, dict[str, np.ndarray]], metrics: dict[st
     classes = sorted(test["label"].unique())
     return embedding_map_figure(points, test["label"].to_numpy()[shown], classes,
                                 f"Test embeddings of the {name} embedder "
-                                f"({params.map_method}, {len(shown)} images)")
+                                f"({params.map_method})")
 
 
 def plot_metric_learning_curve(history: pd.DataFrame) -> Figure:
