@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -61,3 +64,31 @@ def wait_for_checkpoint(path: Path, epoch: int, process: subprocess.Popen,
                 return state
         time.sleep(0.05)
     pytest.fail(f"no checkpoint of epoch {epoch} within {timeout} s")
+
+
+def kill_mid_epoch_then_resume(project: Path, run: list[str], params: str, checkpoint: str,
+                               log: Path, epochs: int = 5) -> None:
+    """Start ``kedro <run> <params>``, SIGKILL its process group half-way through the epoch
+    after the second checkpoint, then rerun it: the rerun must resume from the checkpoint."""
+    process = kedro_process(project, *run, params, log=log)
+    state = wait_for_checkpoint(project / checkpoint, 2, process)
+    # Half an epoch into epoch 3 (the checkpoint's history has the epochs' durations).
+    time.sleep(json.loads(state["history"])[-1]["seconds"] / 2)
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    killed_at = torch.load(project / checkpoint, weights_only=True)["epoch"]
+    assert 2 <= killed_at < epochs, log.read_text()[-3000:]
+    resumed = kedro(project, *run, params)
+    assert f"resuming after epoch {killed_at} of {epochs}" in resumed.stdout + resumed.stderr
+
+
+def assert_same_results(result: dict, reference: dict) -> None:
+    """Two runs' ``history`` (timings dropped), ``weights`` (by weight set) and ``metrics``
+    are equal, tensors bit for bit."""
+    pd.testing.assert_frame_equal(result["history"], reference["history"], check_exact=True)
+    assert result["weights"].keys() == reference["weights"].keys() == {"final", "swa", "ema"}
+    for name, weights in reference["weights"].items():
+        assert weights.keys() == result["weights"][name].keys(), name
+        for key, tensor in weights.items():
+            assert torch.equal(result["weights"][name][key], tensor), (name, key)
+    assert result["metrics"] == reference["metrics"]

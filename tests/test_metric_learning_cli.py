@@ -5,19 +5,20 @@ embedder, from a reference folder and from the saved index."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.cli import copy_project, kedro, kedro_process, wait_for_checkpoint
+from tests.cli import (
+    assert_same_results,
+    copy_project,
+    kedro,
+    kill_mid_epoch_then_resume,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -135,25 +136,8 @@ def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_embedder(demo: Path, 
 
     (project / CHECKPOINT).unlink()
     (project / BASELINE_CHECKPOINT).unlink()
-    process = kedro_process(project, *run, RESUMABLE, log=tmp_path / "killed.log")
-    state = wait_for_checkpoint(project / CHECKPOINT, 2, process)
-    # Half an epoch into epoch 3 (the checkpoint's history has the epochs' durations).
-    time.sleep(json.loads(state["history"])[-1]["seconds"] / 2)
-    os.killpg(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    killed_at = torch.load(project / CHECKPOINT, weights_only=True)["epoch"]
-    assert 2 <= killed_at < 5, (tmp_path / "killed.log").read_text()[-3000:]
-
-    resumed = kedro(project, *run, RESUMABLE)
-    assert f"resuming after epoch {killed_at} of 5" in resumed.stdout + resumed.stderr
-    result = _results(project)
-    pd.testing.assert_frame_equal(result["history"], reference["history"], check_exact=True)
-    assert result["weights"].keys() == reference["weights"].keys() == {"final", "swa", "ema"}
-    for name, weights in reference["weights"].items():
-        assert weights.keys() == result["weights"][name].keys(), name
-        for key, tensor in weights.items():
-            assert torch.equal(result["weights"][name][key], tensor), (name, key)
-    assert result["metrics"] == reference["metrics"]
+    kill_mid_epoch_then_resume(project, run, RESUMABLE, CHECKPOINT, tmp_path / "killed.log")
+    assert_same_results(_results(project), reference)
 
 
 @pytest.fixture(scope="module")

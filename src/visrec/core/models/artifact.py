@@ -49,7 +49,32 @@ class InputFields(Record):
                            mean=self.mean, std=self.std, in_chans=self.in_chans)
 
 
-class WeightSetConfig(InputFields):
+class RunFields(InputFields):
+    """What every weight set's config says of the run that made it (a classifier's and an
+    embedder's): the input config and the fields below.
+
+    Attributes:
+        architecture: The timm architecture.
+        seed: The training seed.
+        git_commit: The code's commit (``-dirty`` with local changes), or None.
+        augmentation: The augmentation spec it was trained with.
+        weights: ``final``, ``swa`` or ``ema``.
+        val_metrics: Its validation figures, or None without validation.
+        served_from: The weight set the served one is (the served weight set), or None.
+        scores: Its validation and test figures (the served weight set), or None.
+    """
+
+    architecture: str
+    seed: int
+    git_commit: str | None
+    augmentation: AugmentationSpec
+    weights: str
+    val_metrics: dict[str, float] | None
+    served_from: str | None = None
+    scores: dict[str, float | None] | None = None
+
+
+class WeightSetConfig(RunFields):
     """What rebuilds a classifier's weight set and what it is: ``config.json`` beside its
     tensors.
 
@@ -74,18 +99,10 @@ class WeightSetConfig(InputFields):
         scores: Its validation and test figures (the served weight set), or None.
     """
 
-    architecture: str
     classes: tuple[str, ...]
-    seed: int
-    git_commit: str | None
     training: dict[str, Any]
-    augmentation: AugmentationSpec
     class_balance: BalanceSummary
-    weights: str
-    val_metrics: dict[str, float] | None
     temperature: float | None = None
-    served_from: str | None = None
-    scores: dict[str, float | None] | None = None
 
 
 ConfigT = TypeVar("ConfigT", bound=Record)

@@ -11,13 +11,12 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from visrec.core.augment import AugmentationSpec
-from visrec.core.models.artifact import InputFields, WeightSet
+from visrec.core.models.artifact import RunFields, WeightSet
 from visrec.core.models.factory import make_classifier
 from visrec.core.models.weights import timm_api
 
 
-class EmbedderConfig(InputFields):
+class EmbedderConfig(RunFields):
     """What rebuilds an embedding model and what it is: ``config.json`` beside its tensors.
 
     Attributes:
@@ -36,19 +35,11 @@ class EmbedderConfig(InputFields):
         scores: Its validation and test figures (the served embedder), or None.
     """
 
-    architecture: str
     embedding_size: int
     batch_norm: bool
     loss: str
     train_classes: tuple[str, ...]
-    seed: int
-    git_commit: str | None
     metric_learning: dict[str, Any]
-    augmentation: AugmentationSpec
-    weights: str
-    val_metrics: dict[str, float] | None
-    served_from: str | None = None
-    scores: dict[str, float | None] | None = None
 
 
 class EmbeddingNet(nn.Module):
