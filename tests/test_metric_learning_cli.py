@@ -185,8 +185,11 @@ def test_retrieve_new_images_then_search_the_saved_index(embedded: Path, tmp_pat
     for path, rows in neighbours.groupby("query"):
         assert rows["rank"].tolist() == [1, 2, 3, 4, 5], path
         assert rows["similarity"].is_monotonic_decreasing, path
-        # Each query is a copy of a reference image: that image comes first.
-        assert rows["reference"].iloc[0] == copies[path], (path, rows)
+        # Each query is a copy of a reference image: that image comes first, or tied with
+        # the first (CI's tiny embedder maps many digits to nearly the same point, and
+        # batches of other sizes round differently in the last digits).
+        tied = rows.loc[rows["similarity"] >= rows["similarity"].iloc[0] - 1e-5, "reference"]
+        assert copies[path] in tied.tolist(), (path, rows)
         assert rows["similarity"].iloc[0] == pytest.approx(1.0, abs=1e-4)
         assert (rows["reference_label"] == rows["reference"].str.split("/").str[0]).all()
         # The k-NN label is the label most of its neighbours carry, with their share.
