@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from visrec.core.augment import make_eval_transform
-from visrec.core.data import make_loader, manifest_dataset
+from visrec.core.data import ImageCache, make_loader, manifest_dataset
 from visrec.core.evaluate.calibration import calibration_metrics, softmax
 from visrec.core.evaluate.metrics import (
     balanced_accuracy,
@@ -40,11 +40,13 @@ SERVE_FALLBACK = ("swa", "ema", "final")
 
 
 def eval_loader_of(inputs: ModelInputs, rows: pd.DataFrame, root: str, batch_size: int,
-                   device: torch.device) -> torch.utils.data.DataLoader:
-    """Batches of ``rows``' image files through the evaluation transform of ``inputs``."""
+                   device: torch.device, cache: ImageCache | None = None
+                   ) -> torch.utils.data.DataLoader:
+    """Batches of ``rows``' images through the evaluation transform of ``inputs``: the
+    image files, or the packed ``cache`` when given."""
     transform = make_eval_transform(inputs.image_size, inputs.mean, inputs.std,
                                     inputs.interpolation)
-    dataset = manifest_dataset(rows, None, root, transform, inputs.in_chans)
+    dataset = manifest_dataset(rows, cache, root, transform, inputs.in_chans)
     return make_loader(dataset, batch_size, device, seed=0, train=False)
 
 

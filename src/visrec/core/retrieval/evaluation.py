@@ -10,9 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from visrec.core.augment import make_eval_transform
-from visrec.core.data import ImageCache, make_loader, manifest_dataset
-from visrec.core.evaluate import predict_logits
+from visrec.core.data import ImageCache
+from visrec.core.evaluate import eval_loader_of, predict_logits
 from visrec.core.models import ModelInputs
 from visrec.core.retrieval.metrics import retrieval_metrics
 
@@ -23,10 +22,7 @@ def embed_rows(model: nn.Module, rows: pd.DataFrame, cache: ImageCache | None, r
                inputs: ModelInputs, batch_size: int, device: torch.device) -> np.ndarray:
     """Embeddings (float32, one row per manifest row, in order) through the evaluation
     transform, from the packed cache when it holds the images."""
-    transform = make_eval_transform(inputs.image_size, inputs.mean, inputs.std,
-                                    inputs.interpolation)
-    dataset = manifest_dataset(rows, cache, root, transform, inputs.in_chans)
-    loader = make_loader(dataset, batch_size, device, seed=0, train=False)
+    loader = eval_loader_of(inputs, rows, root, batch_size, device, cache)
     return predict_logits(model.to(device), loader, device)[0]
 
 
