@@ -64,9 +64,15 @@ class MetricLearningParams(RunParams):
     key: ClassVar[str] = "metric_learning"
     loss: str = Field(description="loss and options, e.g. 'triplet(margin=0.1, "
                                   "mining=batch_hard)'; names in docs/metric_learning.md")
-    embedding_size: int = Field(ge=2, le=4096, description="dimensions of the embedding")
+    embedding_size: int = Field(ge=2, le=4096,
+                                description="dimensions of the embedder's output (what the "
+                                            "loss trains on)")
     embedding_batch_norm: bool = Field(description="BatchNorm after the embedder's linear "
                                                    "layer")
+    output: Literal["embedding", "trunk"] = Field(
+        description="what the model returns, is measured on and serves: embedding (the "
+                    "embedder's output) or trunk (the trunk's pooled features; the embedder "
+                    "is a projection head that only the loss sees)")
     m_per_class: int = Field(ge=2, description="K: images per class in a batch of "
                                                "P = batch_size / K classes")
     proxy_lr: float = Field(gt=0.0, description="proxy losses: the proxies' peak learning "
@@ -162,7 +168,7 @@ class MetricLearningParams(RunParams):
         model = ModelSpec(architecture=self.model, num_outputs=self.embedding_size,
                           channels=report.channels, pretrained_path=self.pretrained_path,
                           zero_gamma=self.zero_gamma, kind="embedder",
-                          batch_norm=self.embedding_batch_norm)
+                          batch_norm=self.embedding_batch_norm, output=self.output)
         task = MetricLearningTask(loss=self.metric_loss(), num_classes=num_classes,
                                   embedding_size=self.embedding_size, knn_backend=self.knn)
         return self._job(manifest, cache, report, inputs, seed, device, name="embedder",

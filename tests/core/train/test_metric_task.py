@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 from visrec.core.data import MPerClassBatches, make_loader
 from visrec.core.models import make_embedder
 from visrec.core.models.embedding import EmbeddingNet
-from visrec.core.retrieval import RETRIEVAL_METRICS
+from visrec.core.retrieval import RETRIEVAL_METRICS, retrieval_metrics
 from visrec.core.seeding import seed_everything
 from visrec.core.train import FitConfig, OptimizerSpec, ScheduleSpec, fit
 from visrec.core.train.losses.metric import MetricLoss, parse_metric_loss
@@ -171,3 +171,40 @@ def test_validate_gives_the_retrieval_figures(triplet_run):
     last = triplet_run.history.iloc[-1]
     for name in RETRIEVAL_METRICS:  # the final weights are the last epoch's
         assert figures[name] == pytest.approx(last[f"val_{name}"], abs=1e-9)
+
+
+def test_with_trunk_output_the_loss_trains_the_projection_and_validation_measures_the_trunk():
+    seed_everything(0)
+    task = MetricLearningTask(loss=parse_metric_loss("multi_similarity"),
+                              num_classes=TRAIN_CLASSES, embedding_size=DIMS)
+    model = task.prepare_model(make_embedder(ARCH, DIMS, batch_norm=True, output="trunk"))
+    net = task.product(model)
+    assert isinstance(net, EmbeddingNet) and net.output == "trunk"
+    width = net.trunk.num_features
+    assert width != DIMS and net.output_size == width
+    # Noise with arbitrary labels: no layout retrieves it perfectly, so the trunk's and
+    # the projection's figures differ.
+    generator = torch.Generator().manual_seed(3)
+    noise = TensorDataset(torch.rand(24, 3, SIZE, SIZE, generator=generator) * 2 - 1,
+                          torch.arange(3).repeat(8))
+    val = make_loader(noise, 16, CPU, 0, train=False, num_workers=0)
+    images, labels = noise.tensors
+    model.eval()
+    with torch.no_grad():
+        projected, served = model(images), net(images)
+        features = torch.nn.functional.normalize(net.trunk(images), dim=1)
+    assert projected.shape == (len(images), DIMS)  # what the loss sees
+    torch.testing.assert_close(projected, net.project(images))
+    torch.testing.assert_close(served, features)  # what is measured and served
+    figures = task.validate(model, val, CPU)
+    expected = retrieval_metrics(features, labels.numpy())
+    projected_figures = retrieval_metrics(projected, labels.numpy())
+    for name in RETRIEVAL_METRICS:
+        assert figures[name] == pytest.approx(float(expected[name]), abs=1e-6), name
+    assert any(abs(figures[name] - float(projected_figures[name])) > 1e-3
+               for name in RETRIEVAL_METRICS)
+
+
+def test_an_embedding_model_refuses_an_unknown_output():
+    with pytest.raises(ValueError, match=r"output 'logits': accepted 'embedding', 'trunk'"):
+        make_embedder(ARCH, DIMS, batch_norm=False, output="logits")

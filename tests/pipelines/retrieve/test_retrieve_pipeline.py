@@ -4,6 +4,7 @@ images by the served embedder; unreadable files of either side are listed, not f
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,7 +16,12 @@ from tests.messy import make_messy_folder
 from tests.params import base_params
 from tests.pipelines.helpers import run_pipeline
 from visrec.core.augment import make_spec
-from visrec.core.models import EmbedderConfig, WeightSet, make_embedder
+from visrec.core.models import (
+    EmbedderConfig,
+    WeightSet,
+    embedder_from_weight_set,
+    make_embedder,
+)
 from visrec.core.serve import PredictInputError
 from visrec.params import MetricLearningParams, RetrieveParams
 from visrec.pipelines.retrieve import create_pipeline
@@ -29,16 +35,16 @@ BAD_REFERENCES = {"a/empty.png": "empty_file", "b/notes.txt": "not_an_image",
                   "c/broken.png": "truncated"}
 
 
-def served_embedder(seed: int = 0) -> WeightSet:
+def served_embedder(seed: int = 0, output: str = "embedding") -> WeightSet:
     """A served test_resnet embedder with random weights (16 dimensions, 32 px); its linear
     layer is centred on noise images, so that embeddings spread over the sphere."""
     torch.manual_seed(seed)
-    model = make_embedder("test_resnet", 16, False).eval()
+    model = make_embedder("test_resnet", 16, False, output=output).eval()
     with torch.no_grad():
         linear = model.embedder[0]
         linear.bias -= linear(model.trunk(torch.rand(64, 3, 32, 32) * 2 - 1)).mean(0)
     config = EmbedderConfig(
-        architecture="test_resnet", embedding_size=16, batch_norm=False,
+        architecture="test_resnet", embedding_size=16, batch_norm=False, output=output,
         loss="multi_similarity", train_classes=("x", "y"), seed=seed, git_commit=None,
         metric_learning=base_params(MetricLearningParams, model="test_resnet").model_dump(),
         augmentation=make_spec("none"), weights="final", val_metrics=None,
@@ -148,6 +154,30 @@ def test_a_reference_finds_itself_first_and_top_k_is_capped(served, references):
     labels = out["retrieval_labels"]
     assert labels["query"].tolist() == ["2.png"] and labels["label"].isin(CLASSES).all()
     assert labels["neighbours"].tolist() == [len(CLASSES) * PER_CLASS]
+
+
+def test_an_embedder_serving_its_trunk_indexes_the_trunks_features(references):
+    served = served_embedder(output="trunk")
+    out = _retrieve(served, _params(references / "b" / "2.png", references, top_k=3))
+    index = out["embedding_index"]
+    model = make_embedder("test_resnet", 16, False)
+    width = model.trunk.num_features
+    assert width != 16 and index.info.embedding_size == width
+    assert index.embeddings.shape == (len(CLASSES) * PER_CLASS, width)
+    np.testing.assert_allclose(index.embeddings.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    first = out["retrieval_neighbours"].iloc[0]
+    assert first["reference"] == "b/2.png" and first["similarity"] == pytest.approx(1.0,
+                                                                                    abs=1e-5)
+
+
+def test_a_config_written_before_output_existed_serves_the_embedding(served):
+    data = served.config.to_json()
+    del data["output"]
+    config = EmbedderConfig.from_json(data)
+    assert config.output == "embedding"
+    model = embedder_from_weight_set(WeightSet(served.weights, config))
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
 
 
 def test_unlabelled_references_give_no_labels(served, tmp_path):

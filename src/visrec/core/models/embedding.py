@@ -5,7 +5,7 @@ classifier's penultimate layer)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -15,14 +15,20 @@ from visrec.core.models.artifact import RunFields, WeightSet
 from visrec.core.models.factory import make_classifier
 from visrec.core.models.weights import timm_api
 
+Output = Literal["embedding", "trunk"]
+"""What an embedding model returns: its embedder's output, or its trunk's pooled features."""
+
 
 class EmbedderConfig(RunFields):
     """What rebuilds an embedding model and what it is: ``config.json`` beside its tensors.
 
     Attributes:
         architecture: The timm trunk.
-        embedding_size: Dimensions of the embedding.
+        embedding_size: Dimensions of the embedder's output (what the loss trains on).
         batch_norm: BatchNorm after the embedder's linear layer.
+        output: What the model returns: ``embedding`` (the embedder's output) or ``trunk``
+            (the trunk's pooled features; the embedder is then a projection head that only
+            the loss sees). Weight sets written before this field are ``embedding``.
         loss: The loss it was trained with, every option written out.
         train_classes: The classes it was trained on.
         seed: The training seed.
@@ -38,32 +44,54 @@ class EmbedderConfig(RunFields):
     embedding_size: int
     batch_norm: bool
     loss: str
+    output: Output = "embedding"
     train_classes: tuple[str, ...]
     metric_learning: dict[str, Any]
 
 
 class EmbeddingNet(nn.Module):
     """A timm trunk (``num_classes=0``: pooled features) and an embedder: a linear layer,
-    optionally BatchNorm; the output is L2-normalised, so that cosine similarity is a dot
-    product.
+    optionally BatchNorm. The loss trains the embedder's output (:meth:`project`); the model
+    returns it, or with ``output="trunk"`` the trunk's pooled features, which transfer better
+    to classes it never saw (the projection head of Chen et al. 2020 and Khosla et al.
+    2020). Either is L2-normalised, so that cosine similarity is a dot product.
 
     Args:
         trunk: A timm model without classifier.
-        embedding_size: Dimensions of the embedding.
+        embedding_size: Dimensions of the embedder's output.
         batch_norm: BatchNorm after the linear layer.
+        output: ``embedding`` or ``trunk``: what :meth:`forward` returns.
     """
 
-    def __init__(self, trunk: nn.Module, embedding_size: int, batch_norm: bool) -> None:
+    def __init__(self, trunk: nn.Module, embedding_size: int, batch_norm: bool,
+                 output: Output = "embedding") -> None:
         super().__init__()
-        self.trunk = trunk
+        if output not in ("embedding", "trunk"):
+            raise ValueError(f"embedding model output {output!r}: accepted 'embedding', "
+                             "'trunk'")
+        self.trunk, self.output, self.embedding_size = trunk, output, embedding_size
         layers: list[nn.Module] = [nn.Linear(timm_api(trunk).num_features, embedding_size)]
         if batch_norm:
             layers.append(nn.BatchNorm1d(embedding_size))
         self.embedder = nn.Sequential(*layers)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Unit-length embeddings of ``images`` (float32 under autocast too)."""
+    @property
+    def output_size(self) -> int:
+        """Dimensions of what :meth:`forward` returns."""
+        if self.output == "trunk":
+            return int(timm_api(self.trunk).num_features)
+        return self.embedding_size
+
+    def project(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-length embedder outputs of ``images``: what the loss trains on."""
         return functional.normalize(self.embedder(self.trunk(images)).float(), dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-length vectors of ``images`` (float32 under autocast too): the embedder's
+        output, or the trunk's pooled features with ``output="trunk"``."""
+        if self.output == "trunk":
+            return functional.normalize(self.trunk(images).float(), dim=1)
+        return self.project(images)
 
     def get_classifier(self) -> nn.Module:
         """The embedder: what trains while the trunk is frozen (timm's name for the head)."""
@@ -87,7 +115,8 @@ class NormalizedFeatures(nn.Module):
 
 def make_embedder(architecture: str, embedding_size: int, batch_norm: bool,
                   pretrained_path: str | None = None, in_chans: int = 3,
-                  zero_gamma: bool | None = None) -> EmbeddingNet:
+                  zero_gamma: bool | None = None, output: Output = "embedding"
+                  ) -> EmbeddingNet:
     """An :class:`EmbeddingNet` on a timm trunk, from scratch or with a local weights file's
     trunk (its classifier, if any, is left out).
 
@@ -98,9 +127,10 @@ def make_embedder(architecture: str, embedding_size: int, batch_norm: bool,
         pretrained_path: Local ``.safetensors`` or timm checkpoint, or None.
         in_chans: Input channels.
         zero_gamma: As for :func:`~visrec.core.models.make_classifier`.
+        output: What the model returns, ``embedding`` or ``trunk``.
     """
     trunk = make_classifier(architecture, 0, pretrained_path, in_chans, zero_gamma=zero_gamma)
-    return EmbeddingNet(trunk, embedding_size, batch_norm)
+    return EmbeddingNet(trunk, embedding_size, batch_norm, output)
 
 
 def trunk_features(architecture: str, pretrained_path: str | Path | None = None,
@@ -116,6 +146,6 @@ def embedder_from_weight_set(weight_set: WeightSet[EmbedderConfig]) -> Embedding
     """Rebuild the embedding model of a weight set, in eval mode."""
     config = weight_set.config
     model = make_embedder(config.architecture, config.embedding_size, config.batch_norm,
-                          in_chans=config.in_chans)
+                          in_chans=config.in_chans, output=config.output)
     model.load_state_dict(weight_set.weights)
     return model.eval()

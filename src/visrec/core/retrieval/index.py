@@ -30,7 +30,8 @@ class IndexInfo(Record):
         labelled: Every reference has a label (its class folder).
         embedder: The weight set that made the embeddings (``final``, ``swa``, ``ema``).
         architecture: The embedder's trunk.
-        embedding_size: Dimensions of the embeddings.
+        embedding_size: Dimensions of the vectors (the embedder's, or its trunk's features
+            with ``output: trunk``).
         digest: SHA-256 of the embedder's tensors.
     """
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from visrec.core.models import make_classifier, make_embedder
+from visrec.core.models.embedding import Output
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class ModelSpec:
         kind: ``classifier`` (a head of ``num_outputs`` classes) or ``embedder`` (a trunk
             and an embedder of ``num_outputs`` dimensions, output L2-normalised).
         batch_norm: ``embedder``: BatchNorm after the embedder's linear layer.
+        output: ``embedder``: what the model returns, ``embedding`` (the embedder's) or
+            ``trunk`` (the trunk's pooled features; the loss still trains the embedder's).
     """
 
     architecture: str
@@ -33,13 +36,15 @@ class ModelSpec:
     zero_gamma: bool | None = True
     kind: str = "classifier"
     batch_norm: bool = False
+    output: Output = "embedding"
 
 
 def make_model(spec: ModelSpec) -> nn.Module:
     """The model of ``spec``: a classifier, or an embedding model."""
     if spec.kind == "embedder":
         return make_embedder(spec.architecture, spec.num_outputs, spec.batch_norm,
-                             spec.pretrained_path, spec.channels, zero_gamma=spec.zero_gamma)
+                             spec.pretrained_path, spec.channels, zero_gamma=spec.zero_gamma,
+                             output=spec.output)
     if spec.kind != "classifier":
         raise ValueError(f"model kind {spec.kind!r}: accepted 'classifier', 'embedder'")
     return make_classifier(spec.architecture, spec.num_outputs, spec.pretrained_path,

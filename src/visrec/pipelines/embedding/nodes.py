@@ -139,7 +139,8 @@ def _models(trained: TrainedWeights, params: MetricLearningParams, channels: int
     models: dict[str, nn.Module] = {}
     for name, weights in trained.weights.items():
         model = make_embedder(params.model, params.embedding_size,
-                              params.embedding_batch_norm, in_chans=channels)
+                              params.embedding_batch_norm, in_chans=channels,
+                              output=params.output)
         model.load_state_dict(weights)
         models[name] = model.eval()
     return models
@@ -200,7 +201,8 @@ def make_embedder_sets(trained: TrainedWeights, metrics: dict[str, Any],
     """The weight sets with their configs (with their validation figures), and the run's
     history."""
     base = dict(architecture=params.model, embedding_size=params.embedding_size,
-                batch_norm=params.embedding_batch_norm, loss=params.metric_loss().canonical(),
+                batch_norm=params.embedding_batch_norm, output=params.output,
+                loss=params.metric_loss().canonical(),
                 train_classes=class_split.train, seed=seed, git_commit=git_commit(),
                 metric_learning=params.model_dump(), augmentation=params.augmentation_spec(),
                 **inputs.to_json())

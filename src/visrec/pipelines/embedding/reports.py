@@ -109,8 +109,8 @@ def export_embedder(served: WeightSet, manifest: pd.DataFrame,
                             torch.device("cpu"))
     batches = [images for images, _ in loader]
     metadata = {key: str(value) for key, value in served.config.to_json().items()
-                if key in ("architecture", "embedding_size", "image_size", "mean", "std",
-                           "interpolation", "in_chans", "served_from", "loss")}
+                if key in ("architecture", "embedding_size", "output", "image_size", "mean",
+                           "std", "interpolation", "in_chans", "served_from", "loss")}
     onnx = export_onnx(model, torch.cat(batches)[:2], params.onnx_opset, metadata,
                        output_names=("embeddings",))
     worst = parity(model, batches, lambda b: onnx_outputs(onnx, b.numpy()),

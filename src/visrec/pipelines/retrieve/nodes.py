@@ -32,9 +32,11 @@ def _embed_files(served: WeightSet, spec: str | list[str] | None, key: str,
     inputs = served.config.inputs
     transform = make_eval_transform(inputs.image_size, inputs.mean, inputs.std,
                                     inputs.interpolation)
+    model = embedder_from_weight_set(served).to(device)
     vectors, kept, failures = outputs_of_files(
-        embedder_from_weight_set(served).to(device), transform, root, paths,
-        inputs.in_chans, params.batch_size, device, params.num_workers, params.max_pixels)
+        model, transform, root, paths, inputs.in_chans, params.batch_size, device,
+        params.num_workers, params.max_pixels)
+    vectors = vectors.reshape(len(kept), model.output_size)  # N x D, none readable too
     if len(failures):
         logger.warning("retrieve: %d files of %s could not be read and are listed in "
                        "retrieval_failures:\n%s", len(failures), key,
@@ -68,7 +70,7 @@ def index_references(served_embedder: WeightSet, saved: EmbeddingIndex | None,
     labelled = bool(paths) and all(labels)
     info = IndexInfo(root=root, images=len(paths), labelled=labelled,
                      embedder=config.served_from or "final", architecture=config.architecture,
-                     embedding_size=config.embedding_size, digest=digest)
+                     embedding_size=vectors.shape[1], digest=digest)
     logger.info("retrieve: indexed %d reference images of %s (%s)", len(paths), root,
                 "labelled by their folders" if labelled else "unlabelled")
     items = pd.DataFrame({"path": paths, "label": labels if labelled else [""] * len(paths)})

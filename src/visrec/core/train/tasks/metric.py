@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from visrec.core.evaluate import predict_logits
-from visrec.core.models import timm_api
+from visrec.core.models import EmbeddingNet, timm_api
 from visrec.core.retrieval import retrieval_metrics
 from visrec.core.train.losses.metric import MetricLoss
 from visrec.core.train.tasks.base import Task, TaskStep, unwrap
@@ -24,7 +24,8 @@ from visrec.core.train.tasks.base import Task, TaskStep, unwrap
 
 class LossAttached(nn.Module):
     """The embedding model and its loss in one module, so that the loop's optimizer, EMA,
-    SWA and checkpoints cover a proxy loss's proxies too; the forward pass is the model's.
+    SWA and checkpoints cover a proxy loss's proxies too; the forward pass is what the loss
+    trains on (an :class:`~visrec.core.models.EmbeddingNet`'s ``project``).
 
     Attributes:
         net: The embedding model (what a weight set keeps).
@@ -36,7 +37,9 @@ class LossAttached(nn.Module):
         self.net, self.criterion = net, criterion
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """The embeddings of ``images``."""
+        """The embeddings of ``images`` that the loss trains on."""
+        if isinstance(self.net, EmbeddingNet):
+            return self.net.project(images)
         return self.net(images)
 
     def get_classifier(self) -> nn.Module:
@@ -135,8 +138,9 @@ class MetricLearningTask(Task):
 
     def validate(self, model: nn.Module, loader: DataLoader,
                  device: torch.device) -> dict[str, float]:
-        """Precision@1, R-Precision and MAP@R among the validation classes' images."""
-        embeddings, labels = predict_logits(model, loader, device)
+        """Precision@1, R-Precision and MAP@R among the validation classes' images, of
+        what the model serves (its trunk's features with ``output="trunk"``)."""
+        embeddings, labels = predict_logits(self.product(unwrap(model)), loader, device)
         figures = retrieval_metrics(torch.from_numpy(embeddings), labels,
                                     backend=self.knn_backend)
         return {name: float(value) for name, value in figures.items()
