@@ -1,7 +1,8 @@
-"""Kedro hooks of visrec: checks that need the data and must fail before any node runs.
+"""Kedro hooks of visrec: checks that must fail before any node runs.
 
-Parameter blocks are validated by Kedro before a run (typed ``params:`` inputs); what
-depends on the images as well (the class-disjoint split of metric learning, classes with
+Every parameter is checked first, whichever pipelines run: unknown top-level keys (a
+misspelt block), ``seed``, and every block against its model. What depends on the images
+as well (the class-disjoint split of metric learning, classes with
 fewer images than ``metric_learning.m_per_class``) is checked here, from the manifest
 when the run reads one, else from a listing of ``ingestion.root`` (files are stat-ed,
 not opened), so that a bad setting stops the run before ingestion starts.
@@ -55,16 +56,21 @@ def check_metric_learning(rows: pd.DataFrame, params: MetricLearningParams) -> N
         raise ParameterError(str(error)) from None
 
 
-class DataChecks:
-    """Checks of parameters against the images, before the first node."""
+class RunChecks:
+    """Checks of the parameters, and of parameters against the images, before the first
+    node."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline,
                             catalog: Any) -> None:
-        """Check metric learning's split and batches when the run trains an embedder."""
+        """Check every parameter; then metric learning's split and batches when the run
+        trains an embedder."""
+        from visrec.params import IngestionParams, MetricLearningParams  # noqa: PLC0415
+        from visrec.params.project import check_parameters  # noqa: PLC0415
+
+        check_parameters(catalog.load("parameters"))
         if not any(node.name == SPLIT_NODE for node in pipeline.nodes):
             return
-        from visrec.params import IngestionParams, MetricLearningParams  # noqa: PLC0415
 
         params = MetricLearningParams.model_validate(catalog.load("params:metric_learning"))
         ingestion = IngestionParams.model_validate(catalog.load("params:ingestion"))
