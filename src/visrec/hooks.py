@@ -32,7 +32,8 @@ def _rows(pipeline: Pipeline, catalog: Any, ingestion: IngestionParams) -> pd.Da
         cache = catalog.load("image_cache")
         return pooled_rows(catalog.load("image_manifest"), catalog.load("quarantine"),
                            cache.index, catalog.load("ingestion_report").carved_splits)
-    listing, _ = list_source(resolve_root(ingestion.root), ingestion.labels_file)
+    listing, _ = list_source(resolve_root(ingestion.root), ingestion.labels_file,
+                             ingestion.max_bytes)
     rows = listing.loc[listing["reason"] == "", ["path", "label", "split"]]
     return rows.assign(split=rows["split"].fillna("train"), cache_index=-1)
 

@@ -35,7 +35,7 @@ def list_images(params: IngestionParams) -> tuple[pd.DataFrame, list[str]]:
         modification time and, for files refused without opening, a reason; and every
         class name seen (empty class folders too).
     """
-    return list_source(resolve_root(params.root), params.labels_file)
+    return list_source(resolve_root(params.root), params.labels_file, params.max_bytes)
 
 
 def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionParams,
@@ -62,7 +62,8 @@ def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionP
                            "ingestion.cache.max_disk_gb = %.1f; training will read the files",
                            len(files), resolution, needed, params.cache.max_disk_gb)
             resolution = 0
-    settings = InspectSettings(params.max_pixels, resolution, params.channels)
+    settings = InspectSettings(params.max_pixels, resolution, params.channels,
+                               params.max_bytes)
     workers = worker_count(params.num_workers)
     start = time.perf_counter()
     cache, stats = update_cache(previous, resolve_root(params.root), files, settings,
