@@ -134,6 +134,19 @@ def test_an_unreadable_folder_is_a_row_not_an_error(tmp_path: Path,
         "detail": "folder: PermissionError: Permission denied"}]
 
 
+def _remove_chain(top: Path, depth: int) -> None:
+    """Remove ``top/d/d/.../d`` bottom up: shutil.rmtree (and pytest's clean-up of old
+    temporary folders with it) recurses once per level."""
+    folders = [top]
+    for _ in range(depth):
+        folders.append(folders[-1] / "d")
+    for folder in reversed(folders):
+        for child in folder.iterdir():
+            if not child.is_dir():
+                child.unlink()
+        folder.rmdir()
+
+
 def test_nesting_deeper_than_pythons_recursion_limit(tmp_path: Path):
     depth = sys.getrecursionlimit() + 100
     deep = Path(*["d"] * depth)
@@ -143,6 +156,13 @@ def test_nesting_deeper_than_pythons_recursion_limit(tmp_path: Path):
         folder = folder / "d"
         folder.mkdir()
     write_png(folder / "x.png", seed=2)
+    try:
+        _check_deep_listing(tmp_path, deep)
+    finally:
+        _remove_chain(tmp_path / "in" / "a", depth)
+
+
+def _check_deep_listing(tmp_path: Path, deep: Path) -> None:
     write_png(tmp_path / "in" / "b" / "y.png", seed=3)
     listing, _ = list_folder(tmp_path / "in")
     assert listing.loc[listing["reason"] == "", "path"].tolist() == [

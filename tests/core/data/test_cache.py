@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -359,3 +360,26 @@ def test_a_file_that_kills_its_worker_is_quarantined_and_the_rest_checked(
     assert (stats.checked, stats.decoded) == (41, 40)
     assert "a worker process died" in caplog.text
     _assert_pixels_right(cache, root)
+
+
+@pytest.mark.faults
+def test_another_root_with_the_same_paths_sizes_and_times_is_read_anew(images, tmp_path, png):
+    """A copy that keeps times (cp -p, rsync -a) with one image changed in place: the cache
+    of the first folder must not lend it its pixels."""
+    cache, _ = _update(images, tmp_path / "cache")
+    assert cache.root == str(images)
+    other = tmp_path / "other"
+    shutil.copytree(images, other)  # copies modification times too
+    changed = other / "a" / "0.png"
+    info = changed.stat()
+    png(tmp_path / "spare.png", size=(10, 9), seed=4242)  # the same size in bytes, or close
+    data = (tmp_path / "spare.png").read_bytes()
+    changed.write_bytes(data)
+    os.utime(changed, ns=(info.st_atime_ns, info.st_mtime_ns))
+    files = _files(other)
+    files.loc[files["path"] == "a/0.png", "bytes"] = info.st_size  # as if the sizes matched
+    moved, stats = update_cache(read_cache(tmp_path / "cache"), other, files, SETTINGS)
+    write_cache(moved)
+    assert moved.root == str(other) and read_cache(tmp_path / "cache").root == str(other)
+    assert stats.unchanged == 0 and stats.decoded == 1  # hashed again; one file decoded
+    _assert_pixels_right(moved, other)

@@ -58,6 +58,8 @@ class ImageCache:
             cached (files are then read by the loaders' workers).
         slots: Committed images in the pool.
         generation: Counts pool rewrites; names the pool file.
+        root: The folder the index's paths are relative to (``""``: not yet known): a
+            file at the same path in another folder is another file.
     """
 
     folder: Path
@@ -66,6 +68,7 @@ class ImageCache:
     pool: str | None = None
     slots: int = 0
     generation: int = 0
+    root: str = ""
     _pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -103,7 +106,8 @@ class ImageCache:
     def metadata(self) -> dict:
         """The settings and pool description stored in the index file."""
         return {"format_version": FORMAT_VERSION, "settings": self.settings._asdict(),
-                "pool": self.pool, "slots": self.slots, "generation": self.generation}
+                "pool": self.pool, "slots": self.slots, "generation": self.generation,
+                "root": self.root}
 
 
 def read_cache(folder: str | Path, settings: InspectSettings | None = None) -> ImageCache:
@@ -126,7 +130,7 @@ def read_cache(folder: str | Path, settings: InspectSettings | None = None) -> I
                              f"this visrec reads {FORMAT_VERSION}")
         cache = ImageCache(folder, InspectSettings(**meta["settings"]),
                            table.to_pandas().astype(INDEX_COLUMNS), meta["pool"],
-                           meta["slots"], meta["generation"])
+                           meta["slots"], meta["generation"], meta.get("root", ""))
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as error:
         logger.warning("image cache %s is unreadable (%s); it will be rebuilt", path, error)
         return blank
