@@ -2,8 +2,9 @@
 before any node runs.
 
 Every parameter is checked first, whichever pipelines run: unknown top-level keys (a
-misspelt block), ``seed``, and every block against its model. What depends on the images
-as well (the class-disjoint split of metric learning, classes with
+misspelt block), ``seed``, and every block against its model. A run that reads the packed
+cache without running ingestion checks that the manifest was written against it. What
+depends on the images as well (the class-disjoint split of metric learning, classes with
 fewer images than ``metric_learning.m_per_class``) is checked here, from the manifest
 when the run reads one, else from a listing of ``ingestion.root`` (files are stat-ed,
 not opened), so that a bad setting stops the run before ingestion starts.
@@ -108,6 +109,10 @@ class RunChecks:
         from visrec.params.project import check_parameters  # noqa: PLC0415
 
         check_parameters(catalog.load("parameters"))
+        if "image_cache" in pipeline.inputs() and catalog.exists("image_manifest"):
+            from visrec.core.data import check_manifest_cache  # noqa: PLC0415
+
+            check_manifest_cache(catalog.load("image_manifest"), catalog.load("image_cache"))
         if not any(node.name == SPLIT_NODE for node in pipeline.nodes):
             return
 

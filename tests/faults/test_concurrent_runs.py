@@ -48,3 +48,32 @@ def test_two_ingestions_at_once_leave_a_consistent_cache(tmp_path: Path):
     for path, slot in zip(manifest["path"], manifest["cache_index"], strict=True):
         expected = fit_square(load_image(images / path), cache.settings.resolution)
         np.testing.assert_array_equal(cache.pixels[slot], expected, err_msg=path)
+
+
+def test_training_refuses_a_manifest_left_behind_by_a_failed_ingestion(tmp_path: Path):
+    """Ingestion commits the packed cache, then writes the manifest; when it fails in
+    between (here: one class left), the old manifest points into a compacted pool."""
+    images = tmp_path / "images"
+    for i in range(30):
+        write_png(images / f"class{i % 3}" / f"{i:02d}.png", (24, 24), seed=i)
+    project = tmp_path / "project"
+    project.mkdir()
+    copy_project(project)
+    ingestion = [KEDRO, "run", "--pipelines=ingestion", "--params", f"ingestion.root={images}"]
+    first = subprocess.run(ingestion, cwd=project, env=os.environ | ENV, capture_output=True,
+                           text=True, timeout=600, check=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for label in ("class1", "class2"):
+        for path in (images / label).iterdir():
+            path.unlink()
+    failed = subprocess.run(ingestion, cwd=project, env=os.environ | ENV, capture_output=True,
+                            text=True, timeout=600, check=False)
+    assert failed.returncode != 0 and "found 1 class" in failed.stdout + failed.stderr
+    training = subprocess.run([KEDRO, "run", "--pipelines=training", "--env", "test"],
+                              cwd=project, env=os.environ | ENV, capture_output=True,
+                              text=True, timeout=600, check=False)
+    output = " ".join((training.stdout + training.stderr).split())
+    assert training.returncode != 0
+    assert "the manifest does not match the packed cache" in output, output[-3000:]
+    assert "Run ingestion again (kedro run --pipelines=ingestion)" in output
+    assert "Running node" not in output

@@ -14,6 +14,7 @@ from visrec.core.data import (
     list_source,
     resolve_root,
     source_name,
+    stamp_manifest,
     summary_lines,
     update_cache,
 )
@@ -98,4 +99,4 @@ def curate_images(listing: pd.DataFrame, class_names: list[str], cache: ImageCac
                               labels_file=params.labels_file, channels=params.channels)
     for line in summary_lines(report, quarantine):
         logger.info("%s", line)
-    return manifest, quarantine, report
+    return stamp_manifest(manifest, cache), quarantine, report
