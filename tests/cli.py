@@ -39,8 +39,10 @@ def kedro_process(project: Path, *args: str, log: Path) -> subprocess.Popen:
 
 
 def copy_project(root: Path) -> Path:
-    """A throwaway project in ``root``: the repository's pyproject and conf, no data."""
+    """A throwaway project in ``root``: the repository's pyproject, telemetry opt-out and
+    conf, no data."""
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copy(PROJECT_ROOT / ".telemetry", root)
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf",
                     ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()

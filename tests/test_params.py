@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pydantic
 import pytest
 import yaml
@@ -13,6 +14,7 @@ from kedro.config import OmegaConfigLoader
 import visrec.params
 from tests.params import base_params, base_raw, merged
 from visrec.core.balance import BALANCE_STRATEGIES
+from visrec.core.seeding import seed_everything
 from visrec.params import (
     BLOCKS,
     SEARCH_SLOTS,
@@ -26,6 +28,7 @@ from visrec.params import (
     SwaParams,
     TrainingParams,
 )
+from visrec.params.project import SEED_MAX, check_parameters
 from visrec.settings import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -61,6 +64,53 @@ def test_every_block_has_a_model():
     parameters = _base_parameters()
     assert set(parameters) == {*BLOCKS, "seed"}
     assert isinstance(parameters["seed"], int)
+
+
+def test_the_base_parameter_tree_passes_the_run_checks():
+    check_parameters(_base_parameters())
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"trainig": {"epochs": 5}}, "trainig: not a visrec parameter; did you mean 'training'? "
+                                 "the top-level keys are seed, demo_data, ingestion"),
+    ({"zzz": 1}, "zzz: not a visrec parameter; the top-level keys are seed, demo_data"),
+    ({"seed": -1}, "seed = -1: give a whole number from 0 to 2**63 - 1"),
+    ({"seed": 2**63}, "seed = 9223372036854775808: give a whole number"),
+    ({"seed": "42"}, "seed = '42': give a whole number"),
+    ({"seed": True}, "seed = True: give a whole number"),
+    ({"seed": 1.5}, "seed = 1.5: give a whole number"),
+    ({"seed": None}, "seed = None: give a whole number"),
+    ({"retrieve": {"top_k": 0}}, "retrieve.top_k = 0"),
+])
+def test_the_run_checks_name_the_bad_key(change, expected):
+    parameters = _base_parameters()
+    for key, value in change.items():
+        if isinstance(value, dict) and key in parameters:
+            parameters[key] = parameters[key] | value
+        else:
+            parameters[key] = value
+    with pytest.raises(ParameterError, match="invalid parameters") as caught:
+        check_parameters(parameters)
+    assert expected in str(caught.value)
+
+
+def test_the_run_checks_list_every_problem_and_missing_keys():
+    parameters = _base_parameters()
+    del parameters["seed"], parameters["export"]
+    parameters["evalution"] = {}
+    with pytest.raises(ParameterError) as caught:
+        check_parameters(parameters)
+    lines = str(caught.value).splitlines()[1:]
+    assert lines[0].startswith("evalution: not a visrec parameter; did you mean 'evaluation'?")
+    assert lines[1:] == ["seed: missing (conf/base/parameters.yml sets it)",
+                         "export: missing (conf/base/parameters_export.yml defines it)"]
+
+
+def test_the_largest_seed_seeds_every_generator():
+    parameters = _base_parameters() | {"seed": SEED_MAX}
+    check_parameters(parameters)
+    seed_everything(SEED_MAX)
+    np.random.default_rng(SEED_MAX)
 
 
 @pytest.mark.parametrize("block", sorted(BLOCKS))

@@ -111,6 +111,10 @@ def test_own_folder_of_class_folders(project: Path, tmp_path: Path):
     ("augmentation.policy=randaugment(m=40)",
      "augmentation.policy = 'randaugment(m=40)': randaugment m = 40: Input should be less "
      "than or equal to 30"),
+    ("trainig.epochs=5", "trainig: not a visrec parameter; did you mean 'training'?"),
+    ("seed=-1", "seed = -1: give a whole number from 0 to 2**63 - 1"),
+    # A block the run does not use is checked too: `train` has no retrieve node.
+    ("retrieve.top_k=0", "retrieve.top_k = 0"),
 ])
 def test_bad_parameter_stops_before_running(project: Path, override: str, expected: str):
     result = kedro(project, "run", "--env", "test", "--params", override, check=False)

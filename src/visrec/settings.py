@@ -2,10 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
-from visrec.hooks import DataChecks
+from visrec.hooks import RunChecks
 
-# Checks of parameters against the images that must stop a run before its first node.
-HOOKS = (DataChecks(),)
+# Checks of every parameter, and of parameters against the images, that must stop a run
+# before its first node.
+HOOKS = (RunChecks(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

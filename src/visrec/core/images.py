@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import os
+import struct
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from visrec.core.files import Rejected, read_regular_file
 
 SIXTEEN_BIT_TO_EIGHT = 257.0  # 65535 / 255
 INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -30,6 +33,9 @@ HASH_BYTES = 16  # blake2b digest: 128 bits, no accidental collision among billi
 # First bytes of the formats ingestion accepts: a file that starts like an image but cannot
 # be identified was cut off inside its header.
 SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+# The raster formats visrec decodes: Pillow is never asked to identify a file as anything
+# else, so PostScript, EPS or PDF bytes behind an image name never reach Ghostscript.
+FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")
 
 
 def to_model_mode(image: Image.Image, channels: int = 3) -> Image.Image:
@@ -60,10 +66,12 @@ def to_model_mode(image: Image.Image, channels: int = 3) -> Image.Image:
 
 
 def load_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Decode an image file as :func:`to_model_mode` sees it."""
+    """Decode an image file as :func:`to_model_mode` sees it: a regular file in one of
+    :data:`FORMATS` (a file ingestion checked; raises :class:`Rejected` otherwise)."""
+    data = read_regular_file(path, None, "ingestion.max_bytes")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about odd EXIF and palettes
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
             return to_model_mode(image, channels)
 
 
@@ -99,12 +107,14 @@ class Inspection(NamedTuple):
 class InspectSettings(NamedTuple):
     """How files are checked and cached; the same in every worker process.
 
-    ``resolution`` 0 means: check only, cache nothing.
+    ``resolution`` 0 means: check only, cache nothing. ``max_bytes``: larger files are
+    refused before they are read (None: no cap).
     """
 
     max_pixels: int
     resolution: int
     channels: int
+    max_bytes: int | None = None
 
 
 @contextlib.contextmanager
@@ -120,25 +130,36 @@ def _pixel_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-class Rejected(Exception):
-    """A file fails a check: ``reason`` is one of ingestion's quarantine reasons."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail[:300]
-
-
 def _failure(error: Exception) -> Rejected:
     reason = "truncated" if "truncated" in str(error).lower() else "unreadable"
     return Rejected(reason, f"{type(error).__name__}: {error}")
 
 
+def other_format(data: bytes) -> str | None:
+    """The format Pillow would take ``data`` for among those visrec does not decode (EPS,
+    PDF, ...), from the first bytes alone; None when none claims it."""
+    Image.init()
+    prefix = data[:16]
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        if name in FORMATS or accept is None:
+            continue
+        with contextlib.suppress(SyntaxError, IndexError, TypeError, struct.error):
+            if accept(prefix):  # a check of the first bytes only: nothing is decoded
+                return name
+    return None
+
+
 def _open(data: bytes, max_pixels: int, key: str = "ingestion.max_pixels") -> Image.Image:
     """Read the header of an image held in ``data``, refusing more than ``max_pixels``
-    (the parameter ``key`` sets, named in the reason)."""
+    (the parameter ``key`` sets, named in the reason) and every format but
+    :data:`FORMATS`."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
+        if (name := other_format(data)) is not None:
+            raise Rejected("unsupported_format",
+                           f"{name}: visrec reads {', '.join(FORMATS)} images") from None
         if data.startswith(SIGNATURES):
             raise Rejected("truncated", "image header cut off") from None
         raise Rejected("not_an_image", "not a format Pillow can read") from None
@@ -163,31 +184,29 @@ def _decode(image: Image.Image, channels: int) -> Image.Image:
         raise _failure(error) from None
 
 
-def read_checked(path: Path, channels: int, max_pixels: int,
-                 key: str = "predict.max_pixels") -> Image.Image:
+def read_checked(path: Path, channels: int, max_pixels: int, max_bytes: int | None = None,
+                 key: str = "predict") -> Image.Image:
     """Decode an image file as ingestion checks it, for readers that meet unchecked files.
 
     Args:
         path: The file.
         channels: 3 for RGB, 1 for grayscale.
         max_pixels: Larger images are refused.
-        key: The parameter that sets ``max_pixels``, named in the reason.
+        max_bytes: Larger files are refused before they are read; None: no cap.
+        key: The parameter block that sets both (``predict``, ``retrieve``), named in the
+            reason.
 
     Returns:
         The image in the model's mode (:func:`to_model_mode`).
 
     Raises:
         Rejected: With one of ingestion's quarantine reasons (``not_an_image``,
-            ``truncated``, ``empty_file``, ``too_many_pixels``, ``unreadable``).
+            ``truncated``, ``empty_file``, ``too_many_pixels``, ``unreadable``,
+            ``not_a_regular_file``, ``too_large``, ``unsupported_format``).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise Rejected("unreadable", f"{type(error).__name__}: {error}") from None
-    if not data:
-        raise Rejected("empty_file", "0 bytes")
+    data = read_regular_file(path, max_bytes, f"{key}.max_bytes")
     with _pixel_limit(max_pixels):
-        return _decode(_open(data, max_pixels, key), channels)
+        return _decode(_open(data, max_pixels, f"{key}.max_pixels"), channels)
 
 
 def inspect_file(root: Path, relative: str, previous_hash: str,
@@ -213,12 +232,7 @@ def _inspect(root: Path, relative: str, previous_hash: str,
     """
     digest, image_format, mode, size = "", "", "", (0, 0)
     try:
-        try:
-            data = (root / relative).read_bytes()
-        except OSError as error:
-            raise Rejected("unreadable", f"{type(error).__name__}: {error}") from None
-        if not data:
-            raise Rejected("empty_file", "0 bytes")
+        data = read_regular_file(root / relative, settings.max_bytes, "ingestion.max_bytes")
         digest = hashlib.blake2b(data, digest_size=HASH_BYTES).hexdigest()
         if digest == previous_hash:
             return Inspection(relative, digest, "same", "", 0, 0, "", "", None)

@@ -50,6 +50,8 @@ class IngestionParams(Params):
     max_pixels: int = Field(
         ge=1, description="width x height above which a file is refused (decompression "
                           "bombs)")
+    max_bytes: int = Field(ge=1, description="file size above which a file is refused "
+                                             "before it is read")
     channels: Literal[1, 3] = Field(description="3: RGB; 1: grayscale (the model gets "
                                                 "in_chans=1)")
     num_workers: int | None = Field(ge=1, description="processes that check files; null: "

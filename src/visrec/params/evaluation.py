@@ -47,6 +47,8 @@ class ImageFilesParams(Params):
                                                       "and cores")
     max_pixels: int = Field(ge=1, description="width x height above which an image is "
                                               "refused")
+    max_bytes: int = Field(ge=1, description="file size above which a file is refused "
+                                             "before it is read")
 
 
 class PredictParams(ImageFilesParams):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from tests.core.crashing import inspect_or_die
 from visrec.core import images as images_module
 from visrec.core.data import (
     CACHE_INDEX_FILE,
+    CacheMismatch,
     ImageCache,
+    check_manifest_cache,
     read_cache,
+    stamp_manifest,
     update_cache,
     write_cache,
 )
@@ -359,3 +363,48 @@ def test_a_file_that_kills_its_worker_is_quarantined_and_the_rest_checked(
     assert (stats.checked, stats.decoded) == (41, 40)
     assert "a worker process died" in caplog.text
     _assert_pixels_right(cache, root)
+
+
+@pytest.mark.faults
+def test_another_root_with_the_same_paths_sizes_and_times_is_read_anew(images, tmp_path, png):
+    """A copy that keeps times (cp -p, rsync -a) with one image changed in place: the cache
+    of the first folder must not lend it its pixels."""
+    cache, _ = _update(images, tmp_path / "cache")
+    assert cache.root == str(images)
+    other = tmp_path / "other"
+    shutil.copytree(images, other)  # copies modification times too
+    changed = other / "a" / "0.png"
+    info = changed.stat()
+    png(tmp_path / "spare.png", size=(10, 9), seed=4242)  # the same size in bytes, or close
+    data = (tmp_path / "spare.png").read_bytes()
+    changed.write_bytes(data)
+    os.utime(changed, ns=(info.st_atime_ns, info.st_mtime_ns))
+    files = _files(other)
+    files.loc[files["path"] == "a/0.png", "bytes"] = info.st_size  # as if the sizes matched
+    moved, stats = update_cache(read_cache(tmp_path / "cache"), other, files, SETTINGS)
+    write_cache(moved)
+    assert moved.root == str(other) and read_cache(tmp_path / "cache").root == str(other)
+    assert stats.unchanged == 0 and stats.decoded == 1  # hashed again; one file decoded
+    _assert_pixels_right(moved, other)
+
+
+@pytest.mark.faults
+def test_a_manifest_is_refused_by_a_cache_it_was_not_written_against(images, tmp_path):
+    cache, _ = _update(images, tmp_path / "cache")
+    manifest = stamp_manifest(pd.DataFrame({"path": ["a/0.png"]}), cache)
+    stored = tmp_path / "manifest.parquet"
+    manifest.to_parquet(stored)
+    manifest = pd.read_parquet(stored)  # the stamp rides in the parquet file
+    check_manifest_cache(manifest, read_cache(tmp_path / "cache"))
+    check_manifest_cache(manifest[manifest["path"] == "a/0.png"], cache)  # rows keep it
+    for path in sorted(images.rglob("*.png"))[:4]:  # most files go: the pool is compacted
+        path.unlink()
+    compacted, stats = _update(images, tmp_path / "cache")
+    assert stats.compacted and compacted.generation == cache.generation + 1
+    with pytest.raises(CacheMismatch, match=(
+            r"the manifest does not match the packed cache in .*cache \(generation 1, "
+            r"[0-9a-f]{12}\): it was written against generation 0 \([0-9a-f]{12}\); .* Run "
+            r"ingestion again \(kedro run --pipelines=ingestion\)")):
+        check_manifest_cache(manifest, read_cache(tmp_path / "cache"))
+    with pytest.raises(CacheMismatch, match="an older visrec"):
+        check_manifest_cache(pd.DataFrame({"path": ["a/1.png"]}), compacted)

@@ -98,7 +98,8 @@ def test_bad_input_names_the_parameter(tmp_path):
     with pytest.raises(PredictInputError, match="the folder has no files"):
         list_inputs("empty", tmp_path)
     write_png(tmp_path / "one.png", (8, 8))
-    assert list_inputs("one.png", tmp_path) == (tmp_path, ["one.png"])
+    root, paths, unlisted = list_inputs("one.png", tmp_path)
+    assert (root, paths, unlisted.empty) == (tmp_path, ["one.png"], True)
 
 
 def test_batches_of_only_bad_files_and_worker_processes(tmp_path):
@@ -122,8 +123,8 @@ def test_linked_folders_are_followed_once(tmp_path):
     (root / "linked").symlink_to(tmp_path / "elsewhere")
     (root / "linked_again").symlink_to(tmp_path / "elsewhere")
     (tmp_path / "elsewhere" / "back").symlink_to(root)  # a loop
-    _, paths = list_inputs(str(root), tmp_path)
-    assert paths == ["linked/x.png", "own.png"]
+    _, paths, unlisted = list_inputs(str(root), tmp_path)
+    assert paths == ["linked/x.png", "own.png"] and unlisted.empty
 
 
 def test_extreme_aspect_ratio_and_unexpected_errors_are_not_fatal(tmp_path, monkeypatch):

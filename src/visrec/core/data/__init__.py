@@ -6,7 +6,14 @@ alone (NumPy and Pillow only), so that each starts in a fraction of a second.
 """
 
 from visrec.core.data.cache import INDEX_FILE as CACHE_INDEX_FILE
-from visrec.core.data.cache import ImageCache, read_cache, write_cache
+from visrec.core.data.cache import (
+    CacheMismatch,
+    ImageCache,
+    check_manifest_cache,
+    read_cache,
+    stamp_manifest,
+    write_cache,
+)
 from visrec.core.data.cache_update import UpdateStats, update_cache
 from visrec.core.data.curation import (
     MANIFEST_COLUMNS,
@@ -60,6 +67,7 @@ __all__ = [
     "REASONS",
     "SAMPLERS",
     "SPLITS",
+    "CacheMismatch",
     "CacheSummary",
     "CachedImageDataset",
     "CopyExample",
@@ -77,6 +85,7 @@ __all__ = [
     "auto_num_workers",
     "carve_splits",
     "check_m_per_class",
+    "check_manifest_cache",
     "curate",
     "detect_layout",
     "files_to_check",
@@ -95,6 +104,7 @@ __all__ = [
     "read_labels_file",
     "resolve_root",
     "source_name",
+    "stamp_manifest",
     "summary_lines",
     "update_cache",
     "write_cache",

@@ -17,6 +17,7 @@ changed files are read, and a changed file whose bytes hash as before is not dec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,8 @@ class ImageCache:
             cached (files are then read by the loaders' workers).
         slots: Committed images in the pool.
         generation: Counts pool rewrites; names the pool file.
+        root: The folder the index's paths are relative to (``""``: not yet known): a
+            file at the same path in another folder is another file.
     """
 
     folder: Path
@@ -66,6 +69,7 @@ class ImageCache:
     pool: str | None = None
     slots: int = 0
     generation: int = 0
+    root: str = ""
     _pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -100,10 +104,23 @@ class ImageCache:
         # in each process instead of pickling its pixels.
         return {**self.__dict__, "_pixels": None}
 
+    def digest(self) -> str:
+        """What the cache holds, as 32 hex digits: its settings, pool and the path, content
+        hash and slot of every file. A manifest records it (:func:`stamp_manifest`), so
+        that one written against another cache is refused, not read wrong."""
+        digest = hashlib.blake2b(digest_size=16)
+        described = {key: value for key, value in self.metadata().items() if key != "root"}
+        digest.update(json.dumps(described, sort_keys=True).encode())
+        for column in ("path", "hash"):
+            digest.update("\n".join(self.index[column].astype(str)).encode())
+        digest.update(self.index["slot"].to_numpy(np.int64).tobytes())
+        return digest.hexdigest()
+
     def metadata(self) -> dict:
         """The settings and pool description stored in the index file."""
         return {"format_version": FORMAT_VERSION, "settings": self.settings._asdict(),
-                "pool": self.pool, "slots": self.slots, "generation": self.generation}
+                "pool": self.pool, "slots": self.slots, "generation": self.generation,
+                "root": self.root}
 
 
 def read_cache(folder: str | Path, settings: InspectSettings | None = None) -> ImageCache:
@@ -126,7 +143,7 @@ def read_cache(folder: str | Path, settings: InspectSettings | None = None) -> I
                              f"this visrec reads {FORMAT_VERSION}")
         cache = ImageCache(folder, InspectSettings(**meta["settings"]),
                            table.to_pandas().astype(INDEX_COLUMNS), meta["pool"],
-                           meta["slots"], meta["generation"])
+                           meta["slots"], meta["generation"], meta.get("root", ""))
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as error:
         logger.warning("image cache %s is unreadable (%s); it will be rebuilt", path, error)
         return blank
@@ -162,3 +179,38 @@ def write_cache(cache: ImageCache) -> None:
 def pool_name(generation: int) -> str:
     """The file name of the pool of ``generation``."""
     return f"pixels-{generation:04d}.u8"
+
+
+MANIFEST_ATTRS = "image_cache"  # the manifest's pandas attrs (kept in its parquet) key
+
+
+class CacheMismatch(ValueError):
+    """A manifest was written against another packed cache than the one on disk."""
+
+
+def stamp_manifest(manifest: pd.DataFrame, cache: ImageCache) -> pd.DataFrame:
+    """``manifest`` carrying the generation and digest of the cache its ``cache_index``
+    points into (in ``attrs``, which pandas keeps in the parquet file)."""
+    manifest.attrs[MANIFEST_ATTRS] = {"generation": cache.generation, "digest": cache.digest()}
+    return manifest
+
+
+def check_manifest_cache(manifest: pd.DataFrame, cache: ImageCache) -> None:
+    """Raise unless ``manifest`` was written against ``cache`` as it is now.
+
+    Raises:
+        CacheMismatch: Saying to run ingestion again.
+    """
+    stamp = manifest.attrs.get(MANIFEST_ATTRS)
+    if stamp == {"generation": cache.generation, "digest": cache.digest()}:
+        return
+    told = ("it does not say which cache it was written against (an older visrec)"
+            if stamp is None else
+            f"it was written against generation {stamp.get('generation')} "
+            f"({str(stamp.get('digest'))[:12]})")
+    raise CacheMismatch(
+        f"the manifest does not match the packed cache in {cache.folder} (generation "
+        f"{cache.generation}, {cache.digest()[:12]}): {told}; an ingestion stopped between "
+        "writing the cache and the manifest, or one of them was restored alone. Run "
+        "ingestion again (kedro run --pipelines=ingestion): unchanged files are not "
+        "decoded again")

@@ -167,11 +167,17 @@ def update_cache(previous: ImageCache, root: Path, files: pd.DataFrame,
     known = files.merge(old, left_on="path", right_index=True, how="left",
                         suffixes=("", "_old"))
     same = (known["bytes"] == known["bytes_old"]) & (known["mtime_ns"] == known["mtime_ns_old"])
+    if previous.root and previous.root != str(root):
+        # Another folder: the same path, size and time say nothing of the bytes. Each file
+        # is hashed again; one whose bytes hash as before keeps its pixels (not decoded).
+        logger.info("image cache: ingestion.root moved from %s to %s; every file is hashed "
+                    "again", previous.root, root)
+        same[:] = False
     stats.unchanged = int(same.sum())
     stats.removed = int((~previous.index["path"].isin(files["path"])).sum())
     kept = previous.index[previous.index["path"].isin(files.loc[same.to_numpy(), "path"])]
     todo = known.loc[~same.to_numpy(), ["path", "bytes", "mtime_ns", "hash"]]
-    cache = replace(previous, _pixels=None)
+    cache = replace(previous, root=str(root), _pixels=None)
     if settings.resolution and cache.pool is None:
         cache.pool, cache.slots = pool_name(cache.generation), 0
     rows = _check(cache, root, todo, old, settings, workers, chunk_files, stats)

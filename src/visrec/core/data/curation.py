@@ -41,7 +41,11 @@ REASONS = (
     "not_an_image",          # wrong extension, or content no decoder recognises
     "truncated",             # the file ends before its image does
     "too_many_pixels",       # width x height above ingestion.max_pixels (decompression bomb)
-    "unreadable",            # corrupt data, broken symbolic link, permission denied
+    "too_large",             # more bytes than ingestion.max_bytes: refused before reading
+    "not_a_regular_file",    # a named pipe, device or socket behind an image name
+    "unsupported_format",    # PostScript, EPS, PDF, ...: only raster formats are opened
+    "bad_file_name",         # a name that is not UTF-8 (listed with \x escapes)
+    "unreadable",            # corrupt data, broken link, permission denied, unreadable folder
     "path_outside_root",     # labels file: absolute or ../ path
     "unknown_split",         # labels file: split not train/val/valid/validation/test
     "missing_file",          # labels file: no such file under the root
@@ -297,7 +301,7 @@ def summary_lines(report: IngestionReport, quarantine: pd.DataFrame,
 
 def make_manifest(root: str | Path, val_fraction: float, test_fraction: float, seed: int,
                    labels_file: str | Path | None = None, max_pixels: int = 100_000_000,
-                   channels: int = 3, workers: int = 1
+                   channels: int = 3, workers: int = 1, max_bytes: int | None = 2**30
                    ) -> tuple[pd.DataFrame, pd.DataFrame, CurationFacts]:
     """List, check and curate in one call, without a packed cache: the library entry point.
 
@@ -312,6 +316,7 @@ def make_manifest(root: str | Path, val_fraction: float, test_fraction: float, s
         max_pixels: Files with more pixels are quarantined as ``too_many_pixels``.
         channels: 3 for RGB, 1 for grayscale.
         workers: Processes that open the files.
+        max_bytes: Larger files are quarantined as ``too_large`` unread; None: no cap.
 
     Returns:
         ``(manifest, quarantine, facts)`` as :func:`curate` returns them.
@@ -320,8 +325,8 @@ def make_manifest(root: str | Path, val_fraction: float, test_fraction: float, s
         IngestionError: If the folder is missing or holds fewer than 2 usable classes.
     """
     folder = resolve_root(root)
-    listing, names = list_source(folder, labels_file)
-    settings = InspectSettings(max_pixels, 0, channels)
+    listing, names = list_source(folder, labels_file, max_bytes)
+    settings = InspectSettings(max_pixels, 0, channels, max_bytes)
     checked, _ = update_cache(ImageCache(folder / ".unused", settings), folder,
                               files_to_check(listing), settings, workers)
     return curate(listing, checked.index, names, val_fraction, test_fraction, seed,

@@ -14,13 +14,15 @@ Nothing in the user's folder is ever moved, modified or deleted.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 from tqdm.auto import tqdm
+
+from visrec.core.files import FolderWalk, Rejected, check_regular, is_utf8, shown_path
 
 logger = logging.getLogger(__name__)
 
@@ -86,67 +88,53 @@ def detect_layout(root: Path) -> dict[str, Path | None]:
     return splits
 
 
-class _Walker:
-    """Walks folders with ``os.scandir``, following symbolic links to folders once.
-
-    A folder already visited (by device and inode) is not entered again: a link back to
-    an ancestor cannot loop, and a folder linked twice is listed once.
-    """
-
-    def __init__(self, root: Path, progress: tqdm) -> None:
-        self.root = root
-        self.progress = progress
-        self.seen: set[tuple[int, int]] = set()
-        self.skipped_links: list[str] = []
-        self.prefix = len(str(root)) + 1  # entry.path[prefix:] is the path under the root
-
-    def enter(self, folder: Path) -> bool:
-        """Whether ``folder`` is new (and now marked as seen)."""
-        info = folder.stat()
-        key = (info.st_dev, info.st_ino)
-        if key in self.seen:
-            self.skipped_links.append(folder.relative_to(self.root).as_posix())
-            return False
-        self.seen.add(key)
-        return True
-
-    def files(self, folder: str) -> Iterator[tuple[str, os.DirEntry]]:
-        """``(path relative to the root, entry)`` of every visible file under ``folder``."""
-        with os.scandir(folder) as scan:
-            entries = sorted((e for e in scan if not e.name.startswith(".")),
-                             key=lambda e: e.name)
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()  # follows a symbolic link
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if self.enter(Path(entry.path)):
-                    yield from self.files(entry.path)
-            else:
-                self.progress.update()
-                yield entry.path[self.prefix:], entry
-
-
-def _stat_row(relative: str, entry: os.DirEntry, label: str, split: str | None) -> tuple:
+def _stat_row(relative: str, entry: os.DirEntry, label: str, split: str | None,
+              max_bytes: int | None) -> tuple:
+    """A listing row for one file: problems visible from its name and ``stat``."""
+    if not is_utf8(relative):
+        return (shown_path(relative), shown_path(label), split, 0, 0, "bad_file_name",
+                "the name is not valid UTF-8 (shown with \\x escapes); rename the file")
     suffix = PurePosixPath(relative).suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         return (relative, label, split, 0, 0, "not_an_image",
                 f"extension '{suffix}' is not one of {sorted(IMAGE_EXTENSIONS)}")
     try:
         info = entry.stat()  # follows a symbolic link
+        check_regular(info, max_bytes, "ingestion.max_bytes")
     except OSError as error:
-        detail = ("broken symbolic link" if entry.is_symlink()
-                  else f"{type(error).__name__}: {error}")
+        detail = ("broken symbolic link" if entry.is_symlink() and error.errno == errno.ENOENT
+                  else f"{type(error).__name__}: {error.strerror or error}")
         return relative, label, split, 0, 0, "unreadable", detail
+    except Rejected as rejected:
+        return relative, label, split, 0, 0, rejected.reason, rejected.detail
     return relative, label, split, info.st_size, info.st_mtime_ns, "", ""
 
 
-def list_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
+def _folder_row(relative: str, label: str, split: str | None, problem: str) -> tuple:
+    """A listing row for a folder that cannot be read: its files are not listed."""
+    return (shown_path(relative), shown_path(label), split, 0, 0, "unreadable",
+            f"folder: {problem}")
+
+
+def _split_entries(root: Path, folder: Path) -> list[os.DirEntry]:
+    try:
+        return FolderWalk.entries(folder)
+    except OSError as error:
+        raise IngestionError(f"ingestion.root = '{root}': cannot read {folder}: "
+                             f"{type(error).__name__}: {error.strerror or error}") from None
+
+
+def list_folder(root: Path, max_bytes: int | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Every visible file of an image folder in either layout, with label and split.
+
+    Nothing stops the listing: a folder that cannot be read is a row (``unreadable``), a
+    name that is not UTF-8 is a row (``bad_file_name``) shown with escapes, a named pipe
+    or device file a row (``not_a_regular_file``), a file over ``max_bytes`` a row
+    (``too_large``); links that loop are entered once.
 
     Args:
         root: The image folder (resolved).
+        max_bytes: Larger files are listed as ``too_large``, not opened; None: no cap.
 
     Returns:
         ``(listing, class_folders)``: the listing has :data:`LISTING_COLUMNS` (``split``
@@ -155,7 +143,7 @@ def list_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """
     rows, class_folders = _Rows(), set()
     with tqdm(desc="scanning", unit=" files", disable=None, mininterval=1.0) as progress:
-        walker = _Walker(root, progress)
+        walker = FolderWalk(root)
         walker.enter(root)
         for split, split_dir in detect_layout(root).items():
             if split_dir is None:
@@ -163,24 +151,34 @@ def list_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
             given = None if split_dir == root else split  # None: carved later
             if split_dir != root:
                 walker.enter(split_dir)
-            with os.scandir(split_dir) as scan:
-                entries = sorted((e for e in scan if not e.name.startswith(".")),
-                                 key=lambda e: e.name)
-            for entry in entries:
-                relative = Path(entry.path).relative_to(root).as_posix()
-                if not entry.is_dir():
-                    rows.add((relative, "", given, 0, 0, "not_in_a_class_folder",
-                                 "files must be inside a class folder"))
+            for entry in _split_entries(root, split_dir):
+                relative = walker.relative(entry.path)
+                try:
+                    is_dir = entry.is_dir()  # follows a symbolic link
+                except OSError as error:  # a link that loops
+                    rows.add((shown_path(relative), "", given, 0, 0, "unreadable",
+                              f"{type(error).__name__}: {error.strerror or error}"))
                     continue
-                class_folders.add(entry.name)
-                if not walker.enter(Path(entry.path)):
+                if not is_dir:
+                    rows.add((shown_path(relative), "", given, 0, 0, "not_in_a_class_folder",
+                              "files must be inside a class folder"))
                     continue
-                for path, item in walker.files(entry.path):
-                    rows.add(_stat_row(path, item, entry.name, given))
+                label = shown_path(entry.name)
+                class_folders.add(label)
+                problem = walker.enter(entry.path)
+                if problem:
+                    if problem != "seen":
+                        rows.add(_folder_row(relative + "/", label, given, problem))
+                    continue
+                for item in walker.files(entry.path):
+                    progress.update()
+                    rows.add(_stat_row(item.path, item.entry, entry.name, given, max_bytes)
+                             if item.entry is not None
+                             else _folder_row(item.path, label, given, item.problem))
         if walker.skipped_links:
             logger.warning("ingestion.root: %d folders reached twice through symbolic links "
                            "were listed once: %s", len(walker.skipped_links),
-                           walker.skipped_links[:5])
+                           [shown_path(p) for p in walker.skipped_links[:5]])
     return _listing(rows, f"ingestion.root = '{root}'"), sorted(class_folders)
 
 
@@ -263,7 +261,8 @@ def read_labels_file(path: Path) -> pd.DataFrame:
     return table
 
 
-def _labels_file_row(root: Path, path: str, label: str, split: str) -> tuple:
+def _labels_file_row(root: Path, path: str, label: str, split: str,
+                     max_bytes: int | None = None) -> tuple:
     """A listing row for one labels-file row; problems found without opening the file."""
     text = path.strip().replace("\\", "/")
     normal = PurePosixPath(os.path.normpath(text)).as_posix() if text else ""
@@ -285,28 +284,34 @@ def _labels_file_row(root: Path, path: str, label: str, split: str) -> tuple:
                     reason, detail)
     try:
         info = (root / normal).stat()
+        check_regular(info, max_bytes, "ingestion.max_bytes")
     except FileNotFoundError:
         return normal, label, given, 0, 0, "missing_file", "no such file under the root"
     except OSError as error:
         return normal, label, given, 0, 0, "unreadable", f"{type(error).__name__}: {error}"
+    except Rejected as rejected:
+        return normal, label, given, 0, 0, rejected.reason, rejected.detail
     return normal, label, given, info.st_size, info.st_mtime_ns, "", ""
 
 
-def list_labels_file(root: Path, labels_file: Path) -> tuple[pd.DataFrame, list[str]]:
+def list_labels_file(root: Path, labels_file: Path, max_bytes: int | None = None
+                     ) -> tuple[pd.DataFrame, list[str]]:
     """The files a labels file names, with label and split, checked without opening them.
 
     Args:
         root: Folder the file's paths are relative to (resolved).
         labels_file: CSV or parquet with columns path, label and optionally split.
+        max_bytes: Larger files are listed as ``too_large``, not opened; None: no cap.
 
     Returns:
         ``(listing, labels)`` as :func:`list_folder` returns them.
     """
     table = read_labels_file(labels_file)
     rows = _Rows()
-    for row in tqdm(table.itertuples(index=False, name=None), total=len(table),
-                    desc="scanning", unit=" files", disable=None, mininterval=1.0):
-        rows.add(_labels_file_row(root, *row))
+    for path, label, split in tqdm(table.itertuples(index=False, name=None), total=len(table),
+                                   desc="scanning", unit=" files", disable=None,
+                                   mininterval=1.0):
+        rows.add(_labels_file_row(root, path, label, split, max_bytes))
     labels = sorted({label for label in table["label"] if label.strip()})
     return _listing(rows, f"ingestion.labels_file = '{labels_file}'"), labels
 
@@ -324,11 +329,12 @@ def resolve_root(root: str | Path) -> Path:
     return folder
 
 
-def list_source(root: Path, labels_file: str | Path | None) -> tuple[pd.DataFrame, list[str]]:
+def list_source(root: Path, labels_file: str | Path | None, max_bytes: int | None = None
+                ) -> tuple[pd.DataFrame, list[str]]:
     """:func:`list_labels_file` when a labels file is given, else :func:`list_folder`."""
     if labels_file is None:
-        return list_folder(root)
-    return list_labels_file(root, Path(labels_file).expanduser())
+        return list_folder(root, max_bytes)
+    return list_labels_file(root, Path(labels_file).expanduser(), max_bytes)
 
 
 def source_name(root: str | Path, labels_file: str | Path | None) -> str:

@@ -8,11 +8,10 @@ of ingestion's quarantine reasons, and the batch goes on without it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,39 +22,60 @@ from torch.utils.data import DataLoader, Dataset
 from visrec.core.augment import make_eval_transform
 from visrec.core.data import Transform, auto_num_workers
 from visrec.core.evaluate import softmax
+from visrec.core.files import FolderWalk, is_utf8, shown_path
 from visrec.core.images import Rejected, read_checked
 from visrec.core.models import WeightSetConfig
 
 logger = logging.getLogger(__name__)
 
 LIST_SUFFIXES = (".txt", ".lst")  # a file of paths, one per line
+FAILURE_COLUMNS = ["path", "reason", "detail"]
 
 
 class PredictInputError(ValueError):
     """``predict.input`` names nothing visrec can read."""
 
 
-def _walk(folder: Path) -> list[str]:
-    """Every non-hidden file under ``folder``, as sorted paths relative to it.
+class InputFiles(NamedTuple):
+    """The files to read: ``paths`` relative to ``root`` (absolute ones kept), and what
+    could not be listed (``path``, ``reason``, ``detail``: a folder that cannot be read, a
+    name that is not UTF-8, shown with escapes)."""
+
+    root: Path
+    paths: list[str]
+    failures: pd.DataFrame
+
+
+def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """Every non-hidden file under ``folder``, as sorted paths relative to it, and the
+    folders that could not be read.
 
     Linked folders are followed (a folder of links to image folders is a common layout),
     each real folder once, so a link back up the tree cannot loop.
     """
-    found, seen = [], set()
-    for current, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(current)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # the first link wins
-        base = Path(current).relative_to(folder)
-        found += [(base / name).as_posix() for name in files if not name.startswith(".")]
-    return sorted(found)
+    walk = FolderWalk(folder)
+    walk.enter(folder)
+    found, problems = [], []
+    for item in walk.files(folder):
+        if item.entry is None:
+            problems.append((shown_path(item.path), "unreadable", f"folder: {item.problem}"))
+        else:
+            found.append(item.path)
+    return sorted(found), problems
+
+
+def _readable_names(root: Path, paths: list[str], problems: list[tuple[str, str, str]]
+                    ) -> InputFiles:
+    """Split off the paths that are not valid UTF-8 (``bad_file_name``)."""
+    bad = [(shown_path(path), "bad_file_name",
+            "the name is not valid UTF-8 (shown with \\x escapes); rename the file")
+           for path in paths if not is_utf8(path)]
+    kept = [path for path in paths if is_utf8(path)]
+    return InputFiles(root, kept, pd.DataFrame(problems + bad, columns=FAILURE_COLUMNS))
 
 
 def list_inputs(spec: str | Sequence[str] | None, base: Path,
-                key: str = "predict.input") -> tuple[Path, list[str]]:
+                key: str = "predict.input") -> InputFiles:
     """The files to classify: a folder (recursively), a ``.txt`` list of paths, a file, or
     a list of paths.
 
@@ -65,8 +85,9 @@ def list_inputs(spec: str | Sequence[str] | None, base: Path,
         key: The parameter, for messages.
 
     Returns:
-        ``(root, paths)``: paths relative to ``root`` (the folder, the list file's folder,
-        or ``base`` for a list), in the order given (a folder's files sorted).
+        The paths relative to their root (the folder, the list file's folder, or ``base``
+        for a list), in the order given (a folder's files sorted), and what could not be
+        listed.
 
     Raises:
         PredictInputError: Naming the parameter, the value and what is accepted.
@@ -79,21 +100,21 @@ def list_inputs(spec: str | Sequence[str] | None, base: Path,
     if not isinstance(spec, str):
         if not spec:
             raise PredictInputError(f"{key} = []: the list is empty; {accepted}")
-        return base, [str(p) for p in spec]
+        return _readable_names(base, [str(p) for p in spec], [])
     path = (base / spec).resolve()
     if path.is_dir():
-        files = _walk(path)
-        if not files:
+        files, problems = _walk(path)
+        if not files and not problems:
             raise PredictInputError(f"{key} = {spec!r}: the folder has no files")
-        return path, files
+        return _readable_names(path, files, problems)
     if not path.is_file():
         raise PredictInputError(f"{key} = {spec!r}: no such file or folder "
                                 f"({path}); {accepted}")
     if path.suffix.lower() in LIST_SUFFIXES:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return path.parent, [line.strip() for line in lines if line.strip()
-                             and not line.lstrip().startswith("#")]
-    return path.parent, [path.name]
+        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        return _readable_names(path.parent, [line.strip() for line in lines if line.strip()
+                                             and not line.lstrip().startswith("#")], [])
+    return _readable_names(path.parent, [path.name], [])
 
 
 class PredictionImages(Dataset):
@@ -103,19 +124,20 @@ class PredictionImages(Dataset):
     """
 
     def __init__(self, root: Path, paths: Sequence[str], transform: Transform, channels: int,
-                 max_pixels: int) -> None:
+                 max_pixels: int, max_bytes: int | None = None, key: str = "predict") -> None:
         self.root = root
         self.paths = list(paths)
         self.transform = transform
         self.channels = channels
-        self.max_pixels = max_pixels
+        self.max_pixels, self.max_bytes, self.key = max_pixels, max_bytes, key
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str, str]:
         try:
-            image = read_checked(self.root / self.paths[index], self.channels, self.max_pixels)
+            image = read_checked(self.root / self.paths[index], self.channels, self.max_pixels,
+                                 self.max_bytes, self.key)
             return self.transform(image), index, "", ""
         except Rejected as rejected:
             return None, index, rejected.reason, rejected.detail
@@ -150,14 +172,11 @@ class Predictor:
                                    inputs.interpolation)
 
 
-FAILURE_COLUMNS = ["path", "reason", "detail"]
-
-
 @torch.no_grad()
 def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: Sequence[str],
                      channels: int, batch_size: int, device: torch.device,
-                     num_workers: int | None, max_pixels: int
-                     ) -> tuple[np.ndarray, list[int], pd.DataFrame]:
+                     num_workers: int | None, max_pixels: int, max_bytes: int | None = None,
+                     key: str = "predict") -> tuple[np.ndarray, list[int], pd.DataFrame]:
     """Run ``model`` on image files in batches; unreadable files are listed, not fatal.
 
     Args:
@@ -170,12 +189,14 @@ def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: 
         device: Where the model runs.
         num_workers: Decoding processes; None chooses by device.
         max_pixels: Larger images are refused.
+        max_bytes: Larger files are refused before they are read; None: no cap.
+        key: The parameter block of the limits (``predict``, ``retrieve``), for reasons.
 
     Returns:
         ``(outputs, kept, failures)``: float32 outputs of the readable files, one row each;
         their positions in ``paths``; ``path``, ``reason`` and ``detail`` of each other file.
     """
-    dataset = PredictionImages(root, paths, transform, channels, max_pixels)
+    dataset = PredictionImages(root, paths, transform, channels, max_pixels, max_bytes, key)
     workers = auto_num_workers(device) if num_workers is None else num_workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_checked, pin_memory=device.type == "cuda")
@@ -193,7 +214,8 @@ def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: 
 
 def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k: int,
                   batch_size: int, device: torch.device, num_workers: int | None,
-                  max_pixels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  max_pixels: int, max_bytes: int | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Classify image files in batches; unreadable files are listed, not fatal.
 
     Args:
@@ -205,6 +227,7 @@ def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k:
         device: Where the model runs.
         num_workers: Decoding processes; None chooses by device.
         max_pixels: Larger images are refused.
+        max_bytes: Larger files are refused before they are read; None: no cap.
 
     Returns:
         ``(predictions, failures)``: ``path``, ``label_1``, ``probability_1`` ... up to
@@ -215,7 +238,7 @@ def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k:
     k = min(top_k, len(classes))
     logits, kept, failures = outputs_of_files(
         predictor.model, predictor.transform(), root, paths, predictor.config.in_chans,
-        batch_size, device, num_workers, max_pixels)
+        batch_size, device, num_workers, max_pixels, max_bytes)
     probabilities = softmax(logits, predictor.temperature) if len(kept) else logits
     top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     rows = []

@@ -14,6 +14,7 @@ from visrec.core.data import (
     list_source,
     resolve_root,
     source_name,
+    stamp_manifest,
     summary_lines,
     update_cache,
 )
@@ -35,7 +36,7 @@ def list_images(params: IngestionParams) -> tuple[pd.DataFrame, list[str]]:
         modification time and, for files refused without opening, a reason; and every
         class name seen (empty class folders too).
     """
-    return list_source(resolve_root(params.root), params.labels_file)
+    return list_source(resolve_root(params.root), params.labels_file, params.max_bytes)
 
 
 def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionParams,
@@ -62,7 +63,8 @@ def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionP
                            "ingestion.cache.max_disk_gb = %.1f; training will read the files",
                            len(files), resolution, needed, params.cache.max_disk_gb)
             resolution = 0
-    settings = InspectSettings(params.max_pixels, resolution, params.channels)
+    settings = InspectSettings(params.max_pixels, resolution, params.channels,
+                               params.max_bytes)
     workers = worker_count(params.num_workers)
     start = time.perf_counter()
     cache, stats = update_cache(previous, resolve_root(params.root), files, settings,
@@ -97,4 +99,4 @@ def curate_images(listing: pd.DataFrame, class_names: list[str], cache: ImageCac
                               labels_file=params.labels_file, channels=params.channels)
     for line in summary_lines(report, quarantine):
         logger.info("%s", line)
-    return manifest, quarantine, report
+    return stamp_manifest(manifest, cache), quarantine, report

@@ -26,12 +26,13 @@ def predict_images(served_model: WeightSet, params: PredictParams
         ``(predictions, failures)``: one row per image with the top-k labels and calibrated
         probabilities; one row per file that could not be read, with the reason.
     """
-    root, paths = list_inputs(params.input, Path.cwd())
+    root, paths, unlisted = list_inputs(params.input, Path.cwd())
     device = select_device(params.device, key="predict.device")
     predictor = Predictor(model_from_weight_set(served_model).to(device), served_model.config)
     predictions, failures = predict_files(predictor, root, paths, params.top_k,
                                           params.batch_size, device, params.num_workers,
-                                          params.max_pixels)
+                                          params.max_pixels, params.max_bytes)
+    failures = pd.concat([unlisted, failures], ignore_index=True)
     logger.info("predict: %d images classified with the %s weights (T = %.3f) from %s",
                 len(predictions), served_model.config.served_from or "served",
                 predictor.temperature, root)

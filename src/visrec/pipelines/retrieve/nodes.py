@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def _embed_files(served: WeightSet, spec: str | list[str] | None, key: str,
                  params: RetrieveParams) -> tuple[list[str], np.ndarray, pd.DataFrame, str]:
     """The readable files ``spec`` names, their embeddings and the failures."""
-    root, paths = list_inputs(spec, Path.cwd(), key=key)
+    root, paths, unlisted = list_inputs(spec, Path.cwd(), key=key)
     device = select_device(params.device, key="retrieve.device")
     inputs = served.config.inputs
     transform = make_eval_transform(inputs.image_size, inputs.mean, inputs.std,
@@ -35,8 +35,9 @@ def _embed_files(served: WeightSet, spec: str | list[str] | None, key: str,
     model = embedder_from_weight_set(served).to(device)
     vectors, kept, failures = outputs_of_files(
         model, transform, root, paths, inputs.in_chans, params.batch_size, device,
-        params.num_workers, params.max_pixels)
+        params.num_workers, params.max_pixels, params.max_bytes, "retrieve")
     vectors = vectors.reshape(len(kept), model.output_size)  # N x D, none readable too
+    failures = pd.concat([unlisted, failures], ignore_index=True)
     if len(failures):
         logger.warning("retrieve: %d files of %s could not be read and are listed in "
                        "retrieval_failures:\n%s", len(failures), key,
