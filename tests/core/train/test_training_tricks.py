@@ -10,10 +10,10 @@ training and evaluation passes agree, so losses can be recomputed by hand).
 from __future__ import annotations
 
 import copy
+import logging
 import math
-import os
+import re
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -44,6 +44,7 @@ from visrec.core.train import (
     fit,
     train_one_epoch,
 )
+from visrec.core.train.cpu_bf16 import onednn_cpu_isa
 from visrec.core.train.losses import JsdLoss, distillation_loss, make_criterion
 from visrec.core.train.tasks import classification
 
@@ -394,35 +395,44 @@ def test_fit_with_a_teacher_trains_differently_and_leaves_it_alone(tmp_path, mon
 # --- bf16 autocast -----------------------------------------------------------------------------
 
 
-def _cpu_has_amx_bf16() -> bool:
-    """Whether oneDNN picks AMX bf16 tiles here: an Intel Sapphire Rapids or later CPU, and
-    no ONEDNN_MAX_CPU_ISA that caps the instruction set."""
-    cpuinfo = Path("/proc/cpuinfo")
-    return ("ONEDNN_MAX_CPU_ISA" not in os.environ and cpuinfo.is_file()
-            and "amx_bf16" in cpuinfo.read_text(encoding="utf-8"))
-
-
-# On CPUs with AMX, torch 2.14's oneDNN bf16 kernels blow this tiny ResNet's gradients up
-# to ~1e31 within two epochs (NaN loss); the same run is finite and repeats exactly with
-# ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 (AMX off), and on AVX2/AVX-512 CPUs. Known, reported
-# in the issue-15 note; `training.precision: auto` (the default) trains the CPU in fp32.
-AMX_BF16 = pytest.mark.xfail(_cpu_has_amx_bf16(), raises=FloatingPointError, strict=True,
-                             reason="oneDNN's AMX bf16 kernels diverge on this tiny model")
-
-
 @pytest.mark.parametrize(("precision", "dtype"), [
-    ("fp32", torch.float32), pytest.param("bf16", torch.bfloat16, marks=AMX_BF16)])
-def test_autocast_precision_on_cpu(precision, dtype):
+    pytest.param("fp32", torch.float32, id="fp32"),
+    pytest.param("bf16", torch.bfloat16, id="bf16")])
+def test_autocast_precision_on_cpu(precision, dtype, caplog):
+    """The forward passes run in ``dtype`` and the weights stay float32. Where the CPU's bf16
+    kernels fail (oneDNN's AVX-512 ones do on this model's 1x1 maps, at random: see
+    visrec.core.train.cpu_bf16), the run warns once, redoes that step in fp32 and trains on
+    in fp32; either way it learns. tests/core/train/test_cpu_bf16.py runs the bf16 case under
+    every ONEDNN_MAX_CPU_ISA level the CPU offers."""
     model = _resnet()
-    seen: set[torch.dtype] = set()
+    seen: list[torch.dtype] = []
     model.register_forward_hook(
-        lambda module, args, output: seen.add(output.dtype) if module.training else None)
-    history = fit(model, _loader(), None, _config(2, precision=precision), _task(),
-                  CPU).history
-    assert seen == {dtype}
+        lambda module, args, output: seen.append(output.dtype) if module.training else None)
+    epochs = 2
+    with caplog.at_level(logging.WARNING, logger="visrec.core.train.loop"):
+        history = fit(model, _loader(), None, _config(epochs, precision=precision), _task(),
+                      CPU).history
     assert history["train_loss"].map(math.isfinite).all()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # weights stay float32
+    updates = epochs * TRAIN_ROWS // BATCH
+    messages = [record.getMessage() for record in caplog.records]
+    fallbacks = [message for message in messages if "bf16 autocast failed" in message]
+    if not fallbacks:
+        assert seen == [dtype] * updates
+        assert "precision" not in history
+        return
+    (message,) = fallbacks
+    assert precision == "bf16"
+    assert onednn_cpu_isa() in message and "not the learning rate" in message
+    found = re.search(r"at epoch (\d+), step (\d+)", message)
+    assert found is not None, message
+    epoch, step = int(found[1]), int(found[2])
+    failed = (epoch - 1) * TRAIN_ROWS // BATCH + step  # bf16 forward passes, the failed one too
+    # The failed step is redone in fp32, and every later one runs in fp32.
+    assert seen == [torch.bfloat16] * failed + [torch.float32] * (updates + 1 - failed)
+    assert history["precision"].fillna("").tolist() == ([""] * (epoch - 1)
+                                                        + ["fp32"] * (epochs - epoch + 1))
 
 
 # --- frozen backbone ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from visrec.core.train.config import (
     resolve_precision,
     swa_start_epoch,
 )
+from visrec.core.train.cpu_bf16 import onednn_cpu_isa
 from visrec.core.train.crt import retrain_classifier
 from visrec.core.train.distributed import LaunchSpec, backend_for, resolve_devices
 from visrec.core.train.launcher import (
@@ -123,6 +124,7 @@ __all__ = [
     "make_train_loader",
     "make_training_job",
     "make_val_loader",
+    "onednn_cpu_isa",
     "parse_metric_loss",
     "register_loss",
     "reseed_for_epoch",

@@ -6,6 +6,8 @@ EMA (timm ``ModelEmaV3``) and SWA (``torch.optim.swa_utils``), a checkpoint afte
 epoch, one or several processes. What a batch's loss is and what validation measures
 come from the task. A run continues exactly from a checkpoint: every epoch reseeds the
 generators from ``(seed, epoch)``, so an epoch does not depend on how the run got there.
+bf16 on the CPU falls back to fp32 for the rest of the run when the CPU's bf16 kernels give
+a non-finite loss or gradient (:mod:`visrec.core.train.cpu_bf16`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ from visrec.core.seeding import epoch_seed, seed_everything
 from visrec.core.train.averaging import make_swa_schedule, swa_epoch_ends_cycle
 from visrec.core.train.checkpoint import CheckpointStore, rng_state
 from visrec.core.train.config import PRECISIONS, FitConfig
+from visrec.core.train.cpu_bf16 import (
+    StepSnapshot,
+    any_rank,
+    grad_norm,
+    lower_isas,
+    onednn_cpu_isa,
+)
 from visrec.core.train.recipe import LrSchedule
 from visrec.core.train.state import RunState, checkpoint_state, prepare_run, restore_run
-from visrec.core.train.tasks.base import Task, unwrap
+from visrec.core.train.tasks.base import Task, TaskStep, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +53,8 @@ class StepOptions:
     Attributes:
         schedule: Stepped after every update, or None.
         scaler: Gradient scaler (fp16), or None.
-        autocast_dtype: Mixed-precision dtype, or None for float32.
+        autocast_dtype: Mixed-precision dtype, or None for float32. bf16 on the CPU is set
+            to None by :func:`train_one_epoch` when it falls back to fp32.
         grad_clip: Maximum gradient norm, or None.
         ema: A timm ``ModelEmaV3`` updated after every step, or None.
         channels_last: Convert batches to NHWC.
@@ -112,6 +122,71 @@ def _backward_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.
     optimizer.step()
 
 
+def _diverged(found: str, where: str) -> FloatingPointError:
+    return FloatingPointError(
+        f"{found} at {where}; lower training.lr (or raise training.schedule.warmup_epochs, "
+        "or set training.grad_clip); the checkpoint of the last finished epoch is kept")
+
+
+def _not_finite(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+                options: StepOptions) -> str | None:
+    """Back-propagate ``loss`` (and clip) as :func:`_backward_step` does before its update;
+    what is not finite, on this process or another one, or None."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if options.grad_clip is not None:
+        norm = nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+    else:
+        norm = grad_norm(model)
+    found = (f"loss is {loss.item()}" if not torch.isfinite(loss)
+             else f"gradient norm is {norm.item()}" if not torch.isfinite(norm) else None)
+    # Under DDP every process must take the same path (or the next all-reduce hangs): the
+    # gradients are averaged already, but each process has its own loss.
+    if any_rank(found is not None) and found is None:
+        found = "another process's loss or gradients are not finite"
+    return found
+
+
+def _warn_bf16_failed(where: str, found: str) -> None:
+    isa = onednn_cpu_isa()
+    lower = lower_isas(isa)
+    hint = (f" To keep bf16, set ONEDNN_MAX_CPU_ISA to a lower level ({', '.join(lower)}) "
+            "before starting Python." if lower else "")
+    logger.warning("bf16 autocast failed at %s (%s) and fp32 did not: this CPU's bf16 kernels "
+                   "(oneDNN with %s) failed, not the learning rate; training goes on in fp32."
+                   "%s", where, found, isa, hint)
+
+
+def _bf16_cpu_step(model: nn.Module, task: Task, images: torch.Tensor, targets: torch.Tensor,
+                   optimizer: torch.optim.Optimizer, options: StepOptions,
+                   where: str) -> TaskStep:
+    """One update under bf16 autocast on the CPU, redone in fp32 when bf16's loss or
+    gradients are not finite (on any process); ``options`` then trains on in fp32.
+
+    The gradients are checked before the update: the CPU's failing bf16 kernels give
+    non-finite gradients with a finite loss, and the loss turns non-finite only after the
+    update has put them into the weights, when redoing the step no longer helps.
+
+    Raises:
+        FloatingPointError: If the step is not finite in fp32 either.
+    """
+    snapshot = StepSnapshot.take(model, images, targets)
+    with torch.autocast("cpu", dtype=options.autocast_dtype):
+        step = task.step(model, images, targets)
+    bf16_found = _not_finite(step.loss, model, optimizer, options)
+    if bf16_found is not None:
+        # The same batch and MixUp draw; BatchNorm's statistics take the batch once.
+        step = task.step(model, *snapshot.restore(model))
+        fp32_found = _not_finite(step.loss, model, optimizer, options)
+        if fp32_found is not None:
+            raise _diverged(f"{fp32_found} in fp32 as well as under bf16 autocast "
+                            f"({bf16_found})", where)
+        _warn_bf16_failed(where, bf16_found)
+        options.autocast_dtype = None
+    optimizer.step()
+    return step
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
                     optimizer: torch.optim.Optimizer, device: torch.device, epoch: int,
                     global_step: int = 0, options: StepOptions | None = None,
@@ -131,7 +206,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
             as when only the head is trained.
 
     Raises:
-        FloatingPointError: If the loss stops being finite.
+        FloatingPointError: If the loss stops being finite (under bf16 autocast on the CPU:
+            if the loss or the gradients are not finite in fp32 either; when only bf16's
+            are, the step is redone in fp32 and ``options.autocast_dtype`` set to None).
 
     Returns:
         Mean loss, the task's training metrics (``train_<name>``), images per second,
@@ -150,14 +227,16 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
             images = options.batch_transform(images)
         if options.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, options.autocast_dtype):
-            step = task.step(model, images, batch_targets.to(device, non_blocking=True))
-        if not torch.isfinite(step.loss):
-            raise FloatingPointError(
-                f"loss is {step.loss.item()} at epoch {epoch + 1}, step {step_index + 1}; "
-                "lower training.lr (or raise training.schedule.warmup_epochs, or set "
-                "training.grad_clip); the checkpoint of the last finished epoch is kept")
-        _backward_step(step.loss, model, optimizer, options)
+        targets = batch_targets.to(device, non_blocking=True)
+        where = f"epoch {epoch + 1}, step {step_index + 1}"
+        if device.type == "cpu" and options.autocast_dtype == torch.bfloat16:
+            step = _bf16_cpu_step(model, task, images, targets, optimizer, options, where)
+        else:
+            with _autocast(device, options.autocast_dtype):
+                step = task.step(model, images, targets)
+            if not torch.isfinite(step.loss):
+                raise _diverged(f"loss is {step.loss.item()}", where)
+            _backward_step(step.loss, model, optimizer, options)
         global_step += 1
         if options.schedule is not None:
             options.schedule.step(global_step)
@@ -197,6 +276,8 @@ def _train_epoch(run: RunState, config: FitConfig, task: Task, loader: DataLoade
     task.start_epoch(epoch, device)
     row |= train_one_epoch(run.trained, loader, task, run.optimizer, device, epoch,
                            global_step=run.global_step, options=options, frozen_norm=frozen)
+    if options.autocast_dtype != PRECISIONS[config.precision]:
+        row["precision"] = "fp32"  # bf16 on the CPU fell back, in this epoch or before
     run.global_step += len(loader)
     if swa is not None and in_swa:
         averaged = run.swa_model
@@ -219,6 +300,18 @@ def _validate(run: RunState, task: Task, val_loader: DataLoader | None,
         row |= {f"val_ema_{k}": v
                 for k, v in task.validate(run.ema.module, val_loader, device).items()}
     return row
+
+
+def _resumed_precision(run: RunState, config: FitConfig,
+                       device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config``, or None when bf16 on the CPU fell back to fp32 in the
+    epochs a checkpoint restored (agreed by all processes: a process without the checkpoint
+    follows the one that has it)."""
+    dtype = PRECISIONS[config.precision]
+    if device.type == "cpu" and dtype == torch.bfloat16 and any_rank(
+            any(row.get("precision") == "fp32" for row in run.history)):
+        return None
+    return dtype
 
 
 def _inputs(loader: DataLoader, transform: nn.Module | None,
@@ -254,7 +347,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
 
     Returns:
         The final weights and, when on, the SWA weights (BatchNorm statistics recomputed on
-        the training data) and the EMA weights; one history row per epoch.
+        the training data) and the EMA weights; one history row per epoch (with
+        ``precision: fp32`` from the epoch on in which bf16 on the CPU fell back to fp32).
     """
     updates = len(train_loader)
     run = prepare_run(model, config, device, updates, distributed, main)
@@ -264,7 +358,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         logger.info("resuming after epoch %d of %d from %s", run.epoch, config.epochs,
                     checkpoints.path)
     task.setup(run.model, device, config.channels_last)
-    options = StepOptions(scaler=run.scaler, autocast_dtype=PRECISIONS[config.precision],
+    options = StepOptions(scaler=run.scaler,
+                          autocast_dtype=_resumed_precision(run, config, device),
                           grad_clip=config.grad_clip, ema=run.ema,
                           channels_last=config.channels_last,
                           batch_transform=None if batch_transform is None
