@@ -312,6 +312,7 @@ def _onednn_isa_levels() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 @pytest.mark.parametrize("level", _onednn_isa_levels())
 def test_bf16_training_passes_at_every_onednn_isa_level(level):
     """test_autocast_precision_on_cpu[bf16] in a new Python whose oneDNN is capped at
