@@ -3,6 +3,7 @@ compaction and recovery."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
@@ -20,6 +21,7 @@ from tests.core.crashing import inspect_or_die
 from visrec.core import images as images_module
 from visrec.core.data import (
     CACHE_INDEX_FILE,
+    CacheDiskFull,
     CacheMismatch,
     ImageCache,
     check_manifest_cache,
@@ -408,3 +410,43 @@ def test_a_manifest_is_refused_by_a_cache_it_was_not_written_against(images, tmp
         check_manifest_cache(manifest, read_cache(tmp_path / "cache"))
     with pytest.raises(CacheMismatch, match="an older visrec"):
         check_manifest_cache(pd.DataFrame({"path": ["a/1.png"]}), compacted)
+
+
+class _DiskFills:
+    """A pool file whose disk fills after ``room`` images."""
+
+    def __init__(self, stream, room: int) -> None:
+        self.stream, self.room = stream, room
+
+    def write(self, data: bytes) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= 1
+        return self.stream.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@pytest.mark.faults
+def test_a_full_disk_keeps_the_files_checked_by_the_last_commit(tmp_path, png, monkeypatch):
+    root = tmp_path / "images"
+    for i in range(24):
+        png(root / f"{'ab'[i % 2]}/{i:02d}.png", size=(10, 9))
+    real_open = open
+    monkeypatch.setattr(cache_update_module, "open",
+                        lambda *args: _DiskFills(real_open(*args), room=10), raising=False)
+    with pytest.raises(CacheDiskFull, match=(
+            r"the disk is full writing the packed cache in .*; the 8 files checked by the "
+            r"last commit are kept and the next run goes on from there\. Free some space, or "
+            r"lower ingestion.cache.resolution, or set ingestion.cache.enabled: false")):
+        update_cache(read_cache(tmp_path / "cache"), root, _files(root), SETTINGS,
+                     chunk_files=4, commit_seconds=0.0)
+    kept = read_cache(tmp_path / "cache")
+    assert len(kept.index) == 8 and kept.slots == 8  # two chunks of 4 were committed
+    _assert_pixels_right(kept, root)
+    monkeypatch.undo()
+    cache, stats = _update(root, tmp_path / "cache")
+    assert (stats.unchanged, stats.decoded) == (8, 16)  # the next run goes on from there
+    _assert_pixels_right(cache, root)
+    assert len(cache.index) == 24

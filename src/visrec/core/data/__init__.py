@@ -14,7 +14,12 @@ from visrec.core.data.cache import (
     stamp_manifest,
     write_cache,
 )
-from visrec.core.data.cache_update import UpdateStats, update_cache
+from visrec.core.data.cache_update import (
+    COMMIT_SECONDS,
+    CacheDiskFull,
+    UpdateStats,
+    update_cache,
+)
 from visrec.core.data.curation import (
     MANIFEST_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -61,12 +66,14 @@ from visrec.core.data.samplers import (
 
 __all__ = [
     "CACHE_INDEX_FILE",
+    "COMMIT_SECONDS",
     "IMAGE_EXTENSIONS",
     "MANIFEST_COLUMNS",
     "QUARANTINE_COLUMNS",
     "REASONS",
     "SAMPLERS",
     "SPLITS",
+    "CacheDiskFull",
     "CacheMismatch",
     "CacheSummary",
     "CachedImageDataset",

@@ -4,21 +4,31 @@ compacted. See :mod:`visrec.core.data.cache` for the layout on disk."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from visrec.core.data.cache import INDEX_COLUMNS, ImageCache, empty_index, pool_name
+from visrec.core.data.cache import (
+    INDEX_COLUMNS,
+    ImageCache,
+    empty_index,
+    pool_name,
+    write_cache,
+)
 from visrec.core.images import Inspection, InspectSettings, inspect_files
 
 logger = logging.getLogger(__name__)
@@ -26,6 +36,7 @@ logger = logging.getLogger(__name__)
 CHUNK_FILES = 256  # files per task sent to a worker process
 TASKS_PER_WORKER = 4  # tasks queued per worker: bounds the results held in memory
 COMPACT_WHEN_DEAD = 0.5  # rewrite the pool when half its slots belong to removed files
+COMMIT_SECONDS = 30.0  # ingestion commits the files checked so far this often
 # What a check finds in a file; kept from the last run when the bytes hash as before.
 CHECKED_COLUMNS = ["hash", "format", "mode", "width", "height", "reason", "detail", "slot"]
 
@@ -144,7 +155,8 @@ class UpdateStats:
 
 def update_cache(previous: ImageCache, root: Path, files: pd.DataFrame,
                  settings: InspectSettings, workers: int = 1,
-                 chunk_files: int = CHUNK_FILES) -> tuple[ImageCache, UpdateStats]:
+                 chunk_files: int = CHUNK_FILES, commit_seconds: float | None = None
+                 ) -> tuple[ImageCache, UpdateStats]:
     """Bring the cache up to date with ``files``, appending new images to the pool.
 
     Args:
@@ -155,9 +167,16 @@ def update_cache(previous: ImageCache, root: Path, files: pd.DataFrame,
             when they differ from the previous cache's, every file is checked anew.
         workers: Processes that check files.
         chunk_files: Files per task.
+        commit_seconds: Commit the files checked so far (pool synced, then the index
+            written) at most this often, so that a crash or a full disk keeps the work
+            done; None: only the caller commits, at the end.
 
     Returns:
         ``(cache, stats)``: the new cache, not yet committed (see :func:`write_cache`).
+
+    Raises:
+        CacheDiskFull: If the disk fills while pixels are written (the files checked by
+            the last commit are kept).
     """
     stats = UpdateStats()
     if previous.settings != settings:  # another resolution, limit or channels: start over
@@ -180,9 +199,19 @@ def update_cache(previous: ImageCache, root: Path, files: pd.DataFrame,
     cache = replace(previous, root=str(root), _pixels=None)
     if settings.resolution and cache.pool is None:
         cache.pool, cache.slots = pool_name(cache.generation), 0
-    rows = _check(cache, root, todo, old, settings, workers, chunk_files, stats)
-    cache.index = (pd.concat([kept, rows], ignore_index=True) if len(rows) else kept)
-    cache.index = cache.index.sort_values("path", ignore_index=True).astype(INDEX_COLUMNS)
+
+    def indexed(rows: pd.DataFrame) -> pd.DataFrame:
+        """The kept rows and the files checked so far: the files not checked yet are
+        left out, so a later run checks them."""
+        index = pd.concat([kept, rows], ignore_index=True) if len(rows) else kept
+        return index.sort_values("path", ignore_index=True).astype(INDEX_COLUMNS)
+
+    def commit(rows: pd.DataFrame) -> None:
+        write_cache(replace(cache, index=indexed(rows), _pixels=None))
+
+    rows = _check(cache, root, todo, old, settings, workers, chunk_files, stats,
+                  commit if commit_seconds is not None else None, commit_seconds or 0.0)
+    cache.index = indexed(rows)
     live = int((cache.index["slot"] >= 0).sum())
     if cache.pool is not None and cache.slots and live < cache.slots * (1 - COMPACT_WHEN_DEAD):
         cache = _compact(cache)
@@ -190,10 +219,16 @@ def update_cache(previous: ImageCache, root: Path, files: pd.DataFrame,
     return cache, stats
 
 
+class CacheDiskFull(OSError):
+    """The disk filled while the packed cache was written."""
+
+
 def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
            settings: InspectSettings, workers: int, chunk_files: int,
-           stats: UpdateStats) -> pd.DataFrame:
-    """Inspect ``todo``, append the new pixels to the pool, and return their index rows.
+           stats: UpdateStats, commit: Callable[[pd.DataFrame], None] | None = None,
+           commit_seconds: float = 0.0) -> pd.DataFrame:
+    """Inspect ``todo``, append the new pixels to the pool, and return their index rows;
+    ``commit`` is given the rows so far every ``commit_seconds`` (the pool synced first).
 
     Results become a small typed frame per chunk, so memory holds compact columns rather
     than a Python object per file.
@@ -202,7 +237,7 @@ def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
         return empty_index()
     paths = todo["path"].to_numpy(dtype=object)
     hashes = todo["hash"].fillna("").to_numpy(dtype=object)
-    frames = []
+    frames: list[pd.DataFrame] = []
     pool = None
     if cache.pool is not None:
         cache.folder.mkdir(parents=True, exist_ok=True)
@@ -210,6 +245,7 @@ def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
         pool.truncate(cache.slots * cache.slot_bytes)  # drop slots never committed
     bar = tqdm(total=len(paths), desc="validating and caching", unit="file", disable=None,
                mininterval=1.0)
+    last_commit, committed = time.monotonic(), 0
     try:
         for found in _inspect_chunks(root, paths, hashes, settings, workers, chunk_files):
             slots = np.full(len(found), -1, np.int64)
@@ -219,17 +255,46 @@ def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
                     slots[i], cache.slots = cache.slots, cache.slots + 1
             frames.append(_frame(found, slots))
             bar.update(len(found))
+            if commit is not None and time.monotonic() - last_commit >= commit_seconds:
+                _sync(pool)
+                commit(_finish(frames, todo, old))
+                last_commit, committed = time.monotonic(), sum(map(len, frames))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise CacheDiskFull(
+            errno.ENOSPC, f"the disk is full writing the packed cache in {cache.folder} "
+            f"({cache.slots * cache.slot_bytes / 1e9:.1f} GB of pixels); the {committed} "
+            "files checked by the last commit are kept and the next run goes on from "
+            "there. Free some space, or lower ingestion.cache.resolution, or set "
+            "ingestion.cache.enabled: false (training then reads the files)") from None
     finally:
         bar.close()
         if pool is not None:
-            pool.flush()
-            os.fsync(pool.fileno())
+            with contextlib.suppress(OSError):  # a full disk: the last commit stands
+                _sync(pool)
             pool.close()
+    found = pd.concat(frames, ignore_index=True)
+    stats.checked = len(found)
+    same = (found["format"] == "same").to_numpy()
+    stats.decoded = int((~same & (found["reason"] == "").to_numpy()).sum())  # valid, new
+    return _finish(frames, todo, old)
+
+
+def _sync(pool: BinaryIO | None) -> None:
+    """Put the pool's bytes on disk (before an index that points at them)."""
+    if pool is not None:
+        pool.flush()
+        os.fsync(pool.fileno())
+
+
+def _finish(frames: list[pd.DataFrame], todo: pd.DataFrame, old: pd.DataFrame
+            ) -> pd.DataFrame:
+    """The index rows of the files checked so far: a file touched but not changed keeps
+    its old row and slot; sizes and times from the listing."""
     rows = pd.concat(frames, ignore_index=True)
-    stats.checked = len(rows)
     same = (rows["format"] == "same").to_numpy()
-    stats.decoded = int((~same & (rows["reason"] == "").to_numpy()).sum())  # valid, new
-    if same.any():  # touched, not changed: keep the old row and slot
+    if same.any():
         rows.loc[same, CHECKED_COLUMNS] = old.loc[rows.loc[same, "path"], CHECKED_COLUMNS
                                                   ].to_numpy()
     sizes = todo.set_index("path")
@@ -267,4 +332,4 @@ def _compact(cache: ImageCache) -> ImageCache:
     index.loc[live, "slot"] = np.arange(int(live.sum()))
     logger.info("image cache compacted: %d of %d slots kept", int(live.sum()), cache.slots)
     return ImageCache(cache.folder, cache.settings, index, pool_name(generation),
-                      int(live.sum()), generation)
+                      int(live.sum()), generation, cache.root)

@@ -6,6 +6,7 @@ import time
 import pandas as pd
 
 from visrec.core.data import (
+    COMMIT_SECONDS,
     ImageCache,
     IngestionReport,
     curate,
@@ -68,7 +69,7 @@ def check_images(listing: pd.DataFrame, previous: ImageCache, params: IngestionP
     workers = worker_count(params.num_workers)
     start = time.perf_counter()
     cache, stats = update_cache(previous, resolve_root(params.root), files, settings,
-                                 workers)
+                                 workers, commit_seconds=COMMIT_SECONDS)
     seconds = time.perf_counter() - start
     logger.info("checked %d of %d files in %.1f s (%.0f files/s, %d processes): %d unchanged, "
                 "%d decoded, %d removed%s", stats.checked, len(files), seconds,
