@@ -70,6 +70,7 @@ def test_the_base_parameter_tree_passes_the_run_checks():
     check_parameters(_base_parameters())
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(("change", "expected"), [
     ({"trainig": {"epochs": 5}}, "trainig: not a visrec parameter; did you mean 'training'? "
                                  "the top-level keys are seed, demo_data, ingestion"),

@@ -102,6 +102,7 @@ def test_own_folder_of_class_folders(project: Path, tmp_path: Path):
     assert metrics["final"]["num_test_images"] == 12  # 20% of 20 per class, carved
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(("override", "expected"), [
     ("training.epochs=0", "training.epochs = 0"),
     ("training.model=resnet999", "training.model = 'resnet999'"),
@@ -175,6 +176,7 @@ def _snapshot(root: Path) -> dict[str, tuple]:
     return entries
 
 
+@pytest.mark.faults
 def test_messy_folder_trains_on_what_is_left(project: Path, tmp_path: Path):
     """Every kind of bad and odd file: no traceback, each bad file quarantined with its
     reason, each odd-but-valid one in the manifest, training on the rest, and the user's

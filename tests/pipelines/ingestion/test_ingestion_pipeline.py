@@ -75,6 +75,7 @@ def test_demo_folder_manifest_report_and_cache(tiny_params, digits_folder):
         np.testing.assert_array_equal(cache.pixels[row.cache_index], expected)
 
 
+@pytest.mark.faults
 def test_messy_folder_quarantines_every_bad_file_with_its_reason(tmp_path):
     messy = make_messy_folder(tmp_path / "messy")
     out = _ingest(_params(root=str(messy.root), num_workers=2), tmp_path / "cache")

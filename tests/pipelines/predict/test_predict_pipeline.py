@@ -43,6 +43,7 @@ def _predict(params: PredictParams, served: WeightSet) -> tuple:
     return catalog["predictions"].load(), catalog["prediction_failures"].load()
 
 
+@pytest.mark.faults
 def test_folder_of_any_layout_with_bad_files(tmp_path):
     root = _folder(tmp_path / "new")
     served = served_artifact(temperature=2.0)
@@ -127,6 +128,7 @@ def test_linked_folders_are_followed_once(tmp_path):
     assert paths == ["linked/x.png", "own.png"] and unlisted.empty
 
 
+@pytest.mark.faults
 def test_extreme_aspect_ratio_and_unexpected_errors_are_not_fatal(tmp_path, monkeypatch):
     root = tmp_path / "new"
     root.mkdir()

@@ -114,6 +114,7 @@ def _assert_neighbours(neighbours: pd.DataFrame, queries: set[str], depth: int,
         assert (reference_root / path).is_file() and Path(path).parent.name == label
 
 
+@pytest.mark.faults
 def test_messy_queries_against_labelled_references(served, references, tmp_path):
     messy = make_messy_folder(tmp_path / "messy")
     bad = {path: reason for path, reason in messy.bad.items() if reason in DECODE_REASONS}
