@@ -138,7 +138,7 @@ def test_a_failed_bf16_step_is_redone_in_fp32_and_the_run_goes_on_in_fp32(
         monkeypatch, caplog, broken):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # what the warning names
     model = _model(first=2, broken=broken)
-    with caplog.at_level(logging.WARNING, logger="visrec.core.train.loop"):
+    with caplog.at_level(logging.WARNING, logger="visrec.core.train.epoch"):
         history = fit(model, _loader(), None, _config(2), _task(), CPU).history
     (message,) = _fallbacks(caplog)
     assert "at epoch 1, step 2" in message

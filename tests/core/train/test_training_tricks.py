@@ -409,7 +409,7 @@ def test_autocast_precision_on_cpu(precision, dtype, caplog):
     model.register_forward_hook(
         lambda module, args, output: seen.append(output.dtype) if module.training else None)
     epochs = 2
-    with caplog.at_level(logging.WARNING, logger="visrec.core.train.loop"):
+    with caplog.at_level(logging.WARNING, logger="visrec.core.train.epoch"):
         history = fit(model, _loader(), None, _config(epochs, precision=precision), _task(),
                       CPU).history
     assert history["train_loss"].map(math.isfinite).all()

@@ -274,10 +274,10 @@ def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
             with contextlib.suppress(OSError):  # a full disk: the last commit stands
                 _sync(pool)
             pool.close()
-    found = pd.concat(frames, ignore_index=True)
-    stats.checked = len(found)
-    same = (found["format"] == "same").to_numpy()
-    stats.decoded = int((~same & (found["reason"] == "").to_numpy()).sum())  # valid, new
+    checked = pd.concat(frames, ignore_index=True)
+    stats.checked = len(checked)
+    same = (checked["format"] == "same").to_numpy()
+    stats.decoded = int((~same & (checked["reason"] == "").to_numpy()).sum())  # valid, new
     return _finish(frames, todo, old)
 
 

@@ -21,6 +21,7 @@ from visrec.core.train.config import (
 from visrec.core.train.cpu_bf16 import onednn_cpu_isa
 from visrec.core.train.crt import retrain_classifier
 from visrec.core.train.distributed import LaunchSpec, backend_for, resolve_devices
+from visrec.core.train.epoch import StepOptions, train_one_epoch
 from visrec.core.train.launcher import (
     DataSpec,
     TrainedWeights,
@@ -34,14 +35,7 @@ from visrec.core.train.launcher import (
     train,
 )
 from visrec.core.train.live import LiveLog
-from visrec.core.train.loop import (
-    FitResult,
-    StepOptions,
-    fit,
-    format_row,
-    reseed_for_epoch,
-    train_one_epoch,
-)
+from visrec.core.train.loop import FitResult, fit, format_row, reseed_for_epoch
 from visrec.core.train.losses import LOSSES, LossSpec, check_loss, loss_spec, register_loss
 from visrec.core.train.losses.metric import (
     METRIC_LOSSES,

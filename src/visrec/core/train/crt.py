@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 
 from visrec.core.models import set_backbone_frozen, timm_api
 from visrec.core.train.config import FitConfig
-from visrec.core.train.loop import StepOptions, format_row, reseed_for_epoch, train_one_epoch
+from visrec.core.train.epoch import StepOptions, train_one_epoch
+from visrec.core.train.loop import format_row, reseed_for_epoch
 from visrec.core.train.recipe import make_optimizer, make_schedule
 from visrec.core.train.tasks.classification import ClassificationTask
 
