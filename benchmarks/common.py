@@ -20,12 +20,14 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
 def make_project(workdir: Path) -> Path:
-    """A copy of the project's pyproject and conf with empty data folders.
+    """A copy of the project's pyproject, telemetry opt-out and conf with empty data
+    folders.
 
     The package is imported from the installed visrec, so the repository's data/ is
     never touched by a benchmark.
     """
     shutil.copy(ROOT / "pyproject.toml", workdir)
+    shutil.copy(ROOT / ".telemetry", workdir)  # nothing leaves the machine
     shutil.copytree(ROOT / "conf", workdir / "conf", ignore=shutil.ignore_patterns("local"))
     (workdir / "conf" / "local").mkdir()
     (workdir / "src").mkdir()
