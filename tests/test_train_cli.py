@@ -1,10 +1,14 @@
-"""Training through the real CLI: a run killed mid-epoch resumes to the same result, and two
-CPU processes (torch elastic launch, gloo) train as well as one."""
+"""Training through the real CLI: a run killed mid-epoch resumes to the same result, in one
+process and in two (torch elastic launch, gloo, CPU); a finished two-process run is not
+trained again; and two CPU processes train as well as one."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +24,8 @@ TIMING = ["seconds", "images_per_s", "data_wait"]
 CHECKPOINT = "data/06_models/checkpoints/last.pt"
 # Long enough epochs (about a second each on 2 cores) to be killed in the middle of one.
 RESUMABLE = "training.model=resnet10t,training.epochs=5,training.ema.enabled=true"
+TWO_PROCESSES = f"{RESUMABLE},training.devices=2"
+RUN = ["run", "--env", "test", "--pipelines=training,evaluation", "--params"]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +48,47 @@ def _results(project: Path) -> dict:
 
 
 def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_results(prepared, tmp_path):
-    run = ["run", "--env", "test", "--pipelines=training,evaluation", "--params"]
-    kedro(prepared, *run, f"{RESUMABLE},training.resume=never")
+    kedro(prepared, *RUN, f"{RESUMABLE},training.resume=never")
     reference = _results(prepared)
 
     (prepared / CHECKPOINT).unlink()
-    kill_mid_epoch_then_resume(prepared, run, RESUMABLE, CHECKPOINT, tmp_path / "killed.log")
+    kill_mid_epoch_then_resume(prepared, RUN, RESUMABLE, CHECKPOINT, tmp_path / "killed.log")
+    assert_same_results(_results(prepared), reference)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(prepared: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[dict, Path, str]:
+    """The results of an unbroken two-process run, a copy of its last checkpoint, and its
+    output."""
+    result = kedro(prepared, *RUN, f"{TWO_PROCESSES},training.resume=never")
+    finished = tmp_path_factory.mktemp("two_processes") / "last.pt"
+    shutil.copy(prepared / CHECKPOINT, finished)
+    return _results(prepared), finished, result.stdout + result.stderr
+
+
+@pytest.mark.faults
+def test_two_processes_killed_mid_epoch_resume_to_the_same_results(prepared, two_process_run,
+                                                                  tmp_path):
+    reference, _, _ = two_process_run
+    (prepared / CHECKPOINT).unlink()
+    kill_mid_epoch_then_resume(prepared, RUN, TWO_PROCESSES, CHECKPOINT,
+                               tmp_path / "killed.log")
+    assert_same_results(_results(prepared), reference)
+
+
+@pytest.mark.faults
+def test_a_finished_two_process_run_is_not_trained_again(prepared, two_process_run):
+    reference, finished, trained = two_process_run
+    shutil.copy(finished, prepared / CHECKPOINT)
+    start = time.monotonic()
+    again = kedro(prepared, *RUN, TWO_PROCESSES)
+    logger.info("a finished two-process run ran again in %.1f s", time.monotonic() - start)
+    output = again.stdout + again.stderr
+    assert "resuming after epoch 5 of 5" in output and "every epoch is done" in output
+    epoch_line = re.compile(r"epoch (\d)/5 ")  # rank 0 logs every epoch it trains
+    assert epoch_line.findall(trained) == list("12345")
+    assert epoch_line.findall(output) == [], output[-3000:]
     assert_same_results(_results(prepared), reference)
 
 

@@ -11,6 +11,7 @@ a run made with other settings.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -63,7 +64,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, state["numpy_keys"].numpy(), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # The devices this machine has (another node of a run may have had more).
+        torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+
+
+def state_to_bytes(state: dict[str, Any]) -> bytes:
+    """``state`` in the checkpoint file's format (``torch.save``), to send to other
+    processes: torch cannot unpickle uint16/32/64 tensors such as NumPy's generator keys."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def state_from_bytes(payload: bytes) -> dict[str, Any]:
+    """What :func:`state_to_bytes` wrote, read as a checkpoint file is (tensors and plain
+    containers only, on the CPU)."""
+    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise TypeError(f"a training state is a dict, not {type(state).__name__}")
+    return state
 
 
 class CheckpointStore:

@@ -14,11 +14,13 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,17 @@ def process_group(context: DistContext, backend: str) -> Iterator[None]:
         yield
     finally:
         torch.distributed.destroy_process_group()
+
+
+def broadcast_from_main(value: T) -> T:
+    """Global rank 0's ``value`` in every process of the process group.
+
+    ``value`` is pickled by ``torch.distributed.broadcast_object_list`` (through the
+    current CUDA device with NCCL); every process must call this at the same point.
+    """
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def launch(spec: LaunchSpec, entrypoint: Callable[..., Any], *args: Any) -> Any:

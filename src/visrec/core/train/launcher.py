@@ -298,9 +298,15 @@ def run_job(job: TrainingJob) -> TrainedWeights | None:
 
 
 def _worker(job: TrainingJob) -> TrainedWeights | None:
-    """Entry point of a launched worker: log like the parent, then run the job."""
-    logging.basicConfig(level=logging.INFO if context_from_env().main else logging.WARNING,
-                        format="%(asctime)s [rank %(process)d] %(name)s: %(message)s")
+    """Entry point of a launched worker: log like the parent, then run the job.
+
+    Rank 0 logs visrec's progress (epochs, resuming), the others only warnings. A worker
+    spawned from ``kedro run`` already has Kedro's handlers (Kedro configures logging
+    when imported) but not its level for the project's package, so that level is set here.
+    """
+    logging.basicConfig(format="%(asctime)s [pid %(process)d] %(name)s: %(message)s")
+    logging.getLogger(__name__.partition(".")[0]).setLevel(
+        logging.INFO if context_from_env().main else logging.WARNING)
     return run_job(job)
 
 

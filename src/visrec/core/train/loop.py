@@ -33,7 +33,14 @@ from visrec.core.train.checkpoint import CheckpointStore, rng_state
 from visrec.core.train.config import PRECISIONS, FitConfig
 from visrec.core.train.cpu_bf16 import any_rank
 from visrec.core.train.epoch import StepOptions, train_one_epoch
-from visrec.core.train.state import RunState, checkpoint_state, prepare_run, restore_run
+from visrec.core.train.state import (
+    RunState,
+    checkpoint_state,
+    load_run_state,
+    make_trained,
+    prepare_run,
+    restore_run,
+)
 from visrec.core.train.tasks.base import Task
 
 logger = logging.getLogger(__name__)
@@ -90,7 +97,7 @@ def _train_epoch(run: RunState, config: FitConfig, task: Task, loader: DataLoade
     run.global_step += len(loader)
     if swa is not None and in_swa:
         averaged = run.swa_model
-        if averaged is not None:  # the main process averages
+        if averaged is not None:  # every process: the same weights under DDP
             never_averaged = int(averaged.n_averaged) == 0
             last = epoch == config.epochs - 1
             if swa_epoch_ends_cycle(swa, epoch) or (last and never_averaged):
@@ -147,11 +154,12 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         config: The recipe.
         task: The loss of a batch and the validation figures.
         device: Where to train.
-        checkpoints: Where the checkpoint of every epoch goes (main process), or None.
+        checkpoints: Where the checkpoint of every epoch goes, or None; the main process
+            reads and writes it and sends what it read to the others.
         fingerprint: Identifies the settings; a checkpoint with another one is ignored.
         on_epoch: Called by the main process with the history after every epoch (logging).
         distributed: Wrap the model in DDP (a process group is initialised).
-        main: This process evaluates, averages, logs and writes checkpoints.
+        main: This process evaluates, keeps the EMA, logs and writes checkpoints.
         batch_transform: The per-batch half of the training transform, on the device.
 
     Returns:
@@ -160,12 +168,17 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         ``precision: fp32`` from the epoch on in which bf16 on the CPU fell back to fp32).
     """
     updates = len(train_loader)
-    run = prepare_run(model, config, device, updates, distributed, main)
-    state = None if checkpoints is None else checkpoints.load(fingerprint)
-    if state is not None and checkpoints is not None:
+    run = prepare_run(model, config, device, updates, main)
+    # Every process restores rank 0's checkpoint before DDP wraps the model: all continue
+    # from the same epoch and state, and a finished run trains nowhere.
+    state = load_run_state(checkpoints, fingerprint, main, distributed)
+    if state is not None:
         restore_run(run, state, config, updates)
-        logger.info("resuming after epoch %d of %d from %s", run.epoch, config.epochs,
-                    checkpoints.path)
+        if main and checkpoints is not None:
+            logger.info("resuming after epoch %d of %d from %s%s", run.epoch, config.epochs,
+                        checkpoints.path,
+                        ": every epoch is done" if run.epoch >= config.epochs else "")
+    run.trained = make_trained(run.model, config, device, distributed)
     task.setup(run.model, device, config.channels_last)
     options = StepOptions(scaler=run.scaler,
                           autocast_dtype=_resumed_precision(run, config, device),
@@ -187,6 +200,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             on_epoch(run.history)
     weights = {"final": run.model}
     if run.swa_model is not None:
+        # Every process re-estimates the statistics on its share of the data, so that
+        # SyncBatchNorm's collectives (CUDA) meet; plain BatchNorm keeps each process's
+        # own, and rank 0's are returned, as DDP's buffers are.
         reseed_for_epoch(config.seed, config.epochs, train_loader)
         update_bn(_inputs(train_loader, options.batch_transform, device), run.swa_model,
                   device=device)

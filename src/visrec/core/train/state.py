@@ -11,8 +11,15 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from visrec.core.train.averaging import make_ema, make_swa_schedule
-from visrec.core.train.checkpoint import rng_state, set_rng_state
+from visrec.core.train.checkpoint import (
+    CheckpointStore,
+    rng_state,
+    set_rng_state,
+    state_from_bytes,
+    state_to_bytes,
+)
 from visrec.core.train.config import FitConfig
+from visrec.core.train.distributed import broadcast_from_main
 from visrec.core.train.recipe import LrSchedule, make_optimizer, make_schedule
 
 
@@ -33,19 +40,18 @@ class RunState:
     global_step: int = 0
 
 
-def prepare_run(model: nn.Module, config: FitConfig, device: torch.device, updates_per_epoch: int,
-             distributed: bool, main: bool) -> RunState:
-    """Model on the device, optimizer, schedule, scaler, SWA and EMA holders."""
+def prepare_run(model: nn.Module, config: FitConfig, device: torch.device,
+                updates_per_epoch: int, main: bool) -> RunState:
+    """Model on the device, optimizer, schedule, scaler, SWA and EMA holders.
+
+    The model is not wrapped yet (:func:`make_trained`): a checkpoint is restored into it
+    first. Every process keeps the SWA average (its weights are the same everywhere under
+    DDP), so that all of them can re-estimate its BatchNorm statistics together; the EMA
+    is the main process's alone.
+    """
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    trained = model
-    if distributed:
-        trained = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=config.freeze_epochs > 0)
-    if config.compile:
-        trained = torch.compile(trained)  # type: ignore[assignment]
     optimizer = make_optimizer(model, config.optimizer)
     schedule_spec = config.schedule
     if config.swa is not None and config.swa.schedule == "constant":
@@ -53,9 +59,44 @@ def prepare_run(model: nn.Module, config: FitConfig, device: torch.device, updat
     schedule = make_schedule(optimizer, schedule_spec, config.optimizer.lr,
                              config.decay_epochs, updates_per_epoch)
     scaler = (torch.amp.GradScaler(device.type) if config.precision == "fp16" else None)
-    swa_model = AveragedModel(model) if config.swa is not None and main else None
+    swa_model = AveragedModel(model) if config.swa is not None else None
     ema = make_ema(model, config.ema) if config.ema is not None and main else None
-    return RunState(model, trained, optimizer, schedule, scaler, swa_model, ema)
+    return RunState(model, model, optimizer, schedule, scaler, swa_model, ema)
+
+
+def make_trained(model: nn.Module, config: FitConfig, device: torch.device,
+                 distributed: bool) -> nn.Module:
+    """What the loop calls: ``model`` wrapped by DDP (which starts every process from rank
+    0's weights) and/or compiled. Made after a checkpoint is restored into ``model``."""
+    trained = model
+    if distributed:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.freeze_epochs > 0)
+    if config.compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
+    return trained
+
+
+def load_run_state(checkpoints: CheckpointStore | None, fingerprint: str, main: bool,
+                   distributed: bool) -> dict[str, Any] | None:
+    """The checkpoint every process continues from, or None to start afresh.
+
+    Rank 0 alone reads (and writes) the checkpoint folder and sends what it read to the
+    others, so that every process restores the same epoch, also on machines that cannot
+    see rank 0's folder, and all agree whether anything is left to train.
+
+    Args:
+        checkpoints: The checkpoint folder (read by the main process), or None.
+        fingerprint: The settings' fingerprint; a checkpoint of others is ignored.
+        main: This process is global rank 0.
+        distributed: Other processes take part (a process group is initialised).
+    """
+    state = checkpoints.load(fingerprint) if main and checkpoints is not None else None
+    if not distributed:
+        return state
+    payload = broadcast_from_main(None if state is None else state_to_bytes(state))
+    return None if payload is None else state_from_bytes(payload)
 
 
 def checkpoint_state(run: RunState, fingerprint: str) -> dict[str, Any]:
