@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: a throwaway project copy and a memory sampler."""
+"""Helpers shared by the benchmarks: a throwaway project copy, generated images and a memory
+sampler."""
 
 from __future__ import annotations
 
@@ -11,24 +12,27 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import psutil
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
-def make_project(workdir: Path) -> Path:
-    """A copy of the project's pyproject, telemetry opt-out and conf with empty data
-    folders.
+def make_project(workdir: Path, root: Path = ROOT) -> Path:
+    """A copy of the project's pyproject, telemetry opt-out and conf (those of the checkout
+    ``root``) with empty data folders.
 
-    The package is imported from the installed visrec, so the repository's data/ is
-    never touched by a benchmark.
+    The package is imported from the installed visrec (or ``PYTHONPATH``), so the
+    repository's data/ is never touched by a benchmark.
     """
-    shutil.copy(ROOT / "pyproject.toml", workdir)
-    shutil.copy(ROOT / ".telemetry", workdir)  # nothing leaves the machine
-    shutil.copytree(ROOT / "conf", workdir / "conf", ignore=shutil.ignore_patterns("local"))
+    shutil.copy(root / "pyproject.toml", workdir)
+    shutil.copy(root / ".telemetry", workdir)  # nothing leaves the machine
+    shutil.copytree(root / "conf", workdir / "conf", ignore=shutil.ignore_patterns("local"))
     (workdir / "conf" / "local").mkdir()
     (workdir / "src").mkdir()
     return workdir
@@ -43,6 +47,26 @@ def demo_project(workdir: Path, params: dict | None = None) -> Path:
     bootstrap_project(project)
     run_session(project, ["demo_data"], params or {})
     return project
+
+
+def _write_noise_pngs(task: tuple[str, int, int, int, int]) -> None:
+    folder, start, stop, classes, side = task
+    rng = np.random.default_rng(start)
+    for i in range(start, stop):
+        path = Path(folder) / f"class_{i % classes:02d}" / f"{i:07d}.png"
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+
+
+def write_noise_pngs(folder: Path, n: int, classes: int = 10, side: int = 32) -> None:
+    """Write ``n`` unique ``side`` x ``side`` noise PNGs into ``classes`` class folders
+    (``class_00/0000000.png``, ...), in parallel."""
+    for label in range(classes):
+        (folder / f"class_{label:02d}").mkdir(parents=True, exist_ok=True)
+    step = 5000
+    tasks = [(str(folder), start, min(start + step, n), classes, side)
+             for start in range(0, n, step)]
+    with get_context("fork").Pool() as pool:
+        pool.map(_write_noise_pngs, tasks)
 
 
 def machine() -> str:
@@ -84,8 +108,9 @@ class TreeMemory:
         return self.peak
 
 
-def run_kedro(project: Path, *args: str) -> tuple[float, int, str]:
-    """Run the kedro CLI in ``project``.
+def run_kedro(project: Path, *args: str, env: dict[str, str] | None = None
+              ) -> tuple[float, int, str]:
+    """Run the kedro CLI in ``project`` (with ``env`` added to the environment).
 
     Returns:
         ``(wall seconds, peak resident bytes of the process tree, its output)``.
@@ -93,9 +118,10 @@ def run_kedro(project: Path, *args: str) -> tuple[float, int, str]:
     Raises:
         subprocess.CalledProcessError: If the command fails.
     """
-    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "400"}
     start = time.perf_counter()
-    process = subprocess.Popen([KEDRO, *args], cwd=project, env=env, text=True,
+    process = subprocess.Popen([KEDRO, *args], cwd=project, text=True,
+                               env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1",
+                                                 "COLUMNS": "400"} | (env or {}),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     memory = TreeMemory(process.pid)
     output, _ = process.communicate()

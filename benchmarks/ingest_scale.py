@@ -21,35 +21,13 @@ import logging
 import re
 import tempfile
 import time
-from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
-from common import machine, make_project, run_kedro
-from PIL import Image
+from common import machine, make_project, run_kedro, write_noise_pngs
 
 logger = logging.getLogger("benchmarks.ingest_scale")
-CLASSES = 10
 SIDE = 32
 COMPLETED = re.compile(r"Pipeline execution completed successfully in ([0-9.]+) sec")
-
-
-def _write_images(task: tuple[str, int, int]) -> None:
-    folder, start, stop = task
-    rng = np.random.default_rng(start)
-    for i in range(start, stop):
-        path = Path(folder) / f"class_{i % CLASSES:02d}" / f"{i:07d}.png"
-        Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)).save(path)
-
-
-def generate(folder: Path, n: int) -> None:
-    """Write ``n`` unique 32x32 noise PNGs into 10 class folders, in parallel."""
-    for label in range(CLASSES):
-        (folder / f"class_{label:02d}").mkdir(parents=True, exist_ok=True)
-    step = 5000
-    tasks = [(str(folder), start, min(start + step, n)) for start in range(0, n, step)]
-    with get_context("fork").Pool() as pool:
-        pool.map(_write_images, tasks)
 
 
 def ingest(project: Path, folder: Path) -> dict[str, float]:
@@ -90,7 +68,7 @@ def loader_speed(project: Path, folder: Path, limit: int = 10_000) -> dict[str, 
 def measure(n: int, workdir: Path) -> dict[str, float]:
     """Generate ``n`` images, ingest them twice; the figures of both runs."""
     folder = workdir / f"images_{n}"
-    generate(folder, n)
+    write_noise_pngs(folder, n, side=SIDE)
     (workdir / f"project_{n}").mkdir()
     project = make_project(workdir / f"project_{n}")
     first = ingest(project, folder)

@@ -1,6 +1,7 @@
 """Custom Kedro datasets of visrec."""
 
 from visrec.datasets.atomic import AtomicDataset
+from visrec.datasets.chunked_csv import ChunkedCSVDataset, PartialCSVDataset
 from visrec.datasets.embedding_index import EmbeddingIndexDataset
 from visrec.datasets.folder import FigureFolderDataset
 from visrec.datasets.image_cache import ImageCacheDataset
@@ -12,7 +13,7 @@ from visrec.datasets.safetensors_models import (
 )
 from visrec.datasets.training_run import CheckpointDataset, LiveDataset
 
-__all__ = ["AtomicDataset", "BytesDataset", "CheckpointDataset", "EmbeddingIndexDataset",
-           "FigureFolderDataset",
-           "ImageCacheDataset", "LiveDataset", "RecordDataset", "SafetensorsModelDataset",
+__all__ = ["AtomicDataset", "BytesDataset", "CheckpointDataset", "ChunkedCSVDataset",
+           "EmbeddingIndexDataset", "FigureFolderDataset", "ImageCacheDataset", "LiveDataset",
+           "PartialCSVDataset", "RecordDataset", "SafetensorsModelDataset",
            "SafetensorsModelsDataset"]

@@ -59,6 +59,9 @@ class PredictParams(ImageFilesParams):
         description="a folder (searched recursively), a text file with one image path per "
                     "line, an image file, or a list of paths")
     top_k: int = Field(ge=1, le=100, description="labels and probabilities per image")
+    chunk_size: int = Field(ge=1, description="images per chunk appended to the partial "
+                                              "output; memory is bounded by it, not by the "
+                                              "number of images")
 
 
 class ExportParams(Params):

@@ -11,6 +11,7 @@ from visrec.core.models.artifact import (
     make_weight_set,
     model_from_weight_set,
     read_weight_set,
+    weights_digest,
     write_weight_set,
 )
 from visrec.core.models.devices import select_device
@@ -47,5 +48,5 @@ __all__ = [
     "make_weight_set",
     "model_from_weight_set", "model_inputs", "read_weight_set", "residual_blocks",
     "resolve_input_config", "select_device", "set_backbone_frozen", "set_zero_gamma",
-    "timm_api", "trunk_features", "write_weight_set",
+    "timm_api", "trunk_features", "weights_digest", "write_weight_set",
 ]

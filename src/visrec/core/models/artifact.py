@@ -8,6 +8,7 @@ On disk a weight set is a folder::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,16 @@ def make_weight_set(model: nn.Module, config: ConfigT) -> WeightSet[ConfigT]:
     state = {name: tensor.detach().to("cpu").contiguous().clone()
              for name, tensor in model.state_dict().items()}
     return WeightSet(state, config)
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names and bytes: which weights made an index or a
+    prediction."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(weights[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def model_from_weight_set(weight_set: WeightSet) -> nn.Module:

@@ -16,7 +16,6 @@ from visrec.core.retrieval.index import (
     folder_labels,
     search,
     vote_labels,
-    weights_digest,
 )
 from visrec.core.retrieval.knn import KNN_BACKENDS, KnnSearch, knn
 from visrec.core.retrieval.metrics import (
@@ -57,5 +56,4 @@ __all__ = [
     "search",
     "split_classes",
     "vote_labels",
-    "weights_digest",
 ]

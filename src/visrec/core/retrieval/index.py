@@ -3,7 +3,6 @@ and which embedder made them (an index is only searched with the same embedder).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -52,15 +51,6 @@ class EmbeddingIndex:
     embeddings: torch.Tensor
     items: pd.DataFrame
     info: IndexInfo
-
-
-def weights_digest(weights: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over a state dict's names and bytes: which weights made an index."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        digest.update(name.encode())
-        digest.update(weights[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def folder_labels(paths: Sequence[str]) -> list[str]:

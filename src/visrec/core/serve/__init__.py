@@ -14,18 +14,31 @@ from visrec.core.serve.export import (
     serving_metadata,
     torchscript_outputs,
 )
-from visrec.core.serve.predict import (
+from visrec.core.serve.inputs import (
+    FAILURE_COLUMNS,
     LIST_SUFFIXES,
+    InputFiles,
     PredictInputError,
+    list_inputs,
+)
+from visrec.core.serve.predict import (
+    Batch,
     PredictionImages,
     Predictor,
     collate_checked,
-    list_inputs,
+    output_batches,
     outputs_of_files,
+    predict_chunks,
     predict_files,
+    prediction_columns,
+    prediction_run,
+    prediction_table,
 )
 
-__all__ = ["INPUT_NAME", "LIST_SUFFIXES", "METADATA_KEYS", "OUTPUT_NAMES", "PredictInputError",
-           "PredictionImages", "Predictor", "ServingModel", "collate_checked", "export_onnx",
-           "export_torchscript", "list_inputs", "max_difference", "onnx_outputs",
-           "outputs_of_files", "parity", "predict_files", "serving_metadata", "torchscript_outputs"]
+__all__ = ["FAILURE_COLUMNS", "INPUT_NAME", "LIST_SUFFIXES", "METADATA_KEYS", "OUTPUT_NAMES",
+           "Batch", "InputFiles", "PredictInputError", "PredictionImages", "Predictor",
+           "ServingModel", "collate_checked", "export_onnx", "export_torchscript",
+           "list_inputs", "max_difference", "onnx_outputs", "output_batches",
+           "outputs_of_files", "parity", "predict_chunks", "predict_files",
+           "prediction_columns", "prediction_run", "prediction_table", "serving_metadata",
+           "torchscript_outputs"]

@@ -1,15 +1,21 @@
-"""Prediction on new images: any folder layout or a list of paths, bad files reported.
+"""Prediction on new images, chunk by chunk: any folder layout or a list of paths, bad files
+reported.
 
 Files are decoded the way ingestion checks them (:func:`visrec.core.images.read_checked`),
 in the loader's worker processes; a file that fails is returned as a failure row with one
-of ingestion's quarantine reasons, and the batch goes on without it.
+of ingestion's quarantine reasons, and the batch goes on without it. Results come in
+chunks of whole batches (:func:`predict_chunks`), so that a caller can write each as it
+comes and memory stays bounded by a chunk whatever the number of images.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,99 +28,11 @@ from torch.utils.data import DataLoader, Dataset
 from visrec.core.augment import make_eval_transform
 from visrec.core.data import Transform, auto_num_workers
 from visrec.core.evaluate import softmax
-from visrec.core.files import FolderWalk, is_utf8, shown_path
 from visrec.core.images import Rejected, read_checked
-from visrec.core.models import WeightSetConfig
+from visrec.core.models import WeightSet, WeightSetConfig, weights_digest
+from visrec.core.serve.inputs import FAILURE_COLUMNS
 
 logger = logging.getLogger(__name__)
-
-LIST_SUFFIXES = (".txt", ".lst")  # a file of paths, one per line
-FAILURE_COLUMNS = ["path", "reason", "detail"]
-
-
-class PredictInputError(ValueError):
-    """``predict.input`` names nothing visrec can read."""
-
-
-class InputFiles(NamedTuple):
-    """The files to read: ``paths`` relative to ``root`` (absolute ones kept), and what
-    could not be listed (``path``, ``reason``, ``detail``: a folder that cannot be read, a
-    name that is not UTF-8, shown with escapes)."""
-
-    root: Path
-    paths: list[str]
-    failures: pd.DataFrame
-
-
-def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """Every non-hidden file under ``folder``, as sorted paths relative to it, and the
-    folders that could not be read.
-
-    Linked folders are followed (a folder of links to image folders is a common layout),
-    each real folder once, so a link back up the tree cannot loop.
-    """
-    walk = FolderWalk(folder)
-    walk.enter(folder)
-    found, problems = [], []
-    for item in walk.files(folder):
-        if item.entry is None:
-            problems.append((shown_path(item.path), "unreadable", f"folder: {item.problem}"))
-        else:
-            found.append(item.path)
-    return sorted(found), problems
-
-
-def _readable_names(root: Path, paths: list[str], problems: list[tuple[str, str, str]]
-                    ) -> InputFiles:
-    """Split off the paths that are not valid UTF-8 (``bad_file_name``)."""
-    bad = [(shown_path(path), "bad_file_name",
-            "the name is not valid UTF-8 (shown with \\x escapes); rename the file")
-           for path in paths if not is_utf8(path)]
-    kept = [path for path in paths if is_utf8(path)]
-    return InputFiles(root, kept, pd.DataFrame(problems + bad, columns=FAILURE_COLUMNS))
-
-
-def list_inputs(spec: str | Sequence[str] | None, base: Path,
-                key: str = "predict.input") -> InputFiles:
-    """The files to classify: a folder (recursively), a ``.txt`` list of paths, a file, or
-    a list of paths.
-
-    Args:
-        spec: ``predict.input`` (or the parameter ``key`` names).
-        base: Folder that relative paths are resolved against (the project root).
-        key: The parameter, for messages.
-
-    Returns:
-        The paths relative to their root (the folder, the list file's folder, or ``base``
-        for a list), in the order given (a folder's files sorted), and what could not be
-        listed.
-
-    Raises:
-        PredictInputError: Naming the parameter, the value and what is accepted.
-    """
-    accepted = ("give a folder of images (any layout), a .txt file with one image path per "
-                "line, an image file, or a list of paths")
-    if spec is None or (isinstance(spec, str) and not spec.strip()):
-        raise PredictInputError(f"{key} is not set; {accepted}, for example "
-                                f"--params \"{key}=data/new_images\"")
-    if not isinstance(spec, str):
-        if not spec:
-            raise PredictInputError(f"{key} = []: the list is empty; {accepted}")
-        return _readable_names(base, [str(p) for p in spec], [])
-    path = (base / spec).resolve()
-    if path.is_dir():
-        files, problems = _walk(path)
-        if not files and not problems:
-            raise PredictInputError(f"{key} = {spec!r}: the folder has no files")
-        return _readable_names(path, files, problems)
-    if not path.is_file():
-        raise PredictInputError(f"{key} = {spec!r}: no such file or folder "
-                                f"({path}); {accepted}")
-    if path.suffix.lower() in LIST_SUFFIXES:
-        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-        return _readable_names(path.parent, [line.strip() for line in lines if line.strip()
-                                             and not line.lstrip().startswith("#")], [])
-    return _readable_names(path.parent, [path.name], [])
 
 
 class PredictionImages(Dataset):
@@ -172,12 +90,20 @@ class Predictor:
                                    inputs.interpolation)
 
 
-@torch.no_grad()
-def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: Sequence[str],
-                     channels: int, batch_size: int, device: torch.device,
-                     num_workers: int | None, max_pixels: int, max_bytes: int | None = None,
-                     key: str = "predict") -> tuple[np.ndarray, list[int], pd.DataFrame]:
-    """Run ``model`` on image files in batches; unreadable files are listed, not fatal.
+class Batch(NamedTuple):
+    """One loader batch: the model's float32 outputs for its readable files (None when
+    it has none), their positions in the file list, and the other files' failure rows."""
+
+    outputs: np.ndarray | None
+    kept: list[int]
+    failures: list[tuple[str, str, str]]
+
+
+def output_batches(model: nn.Module, transform: Transform, root: Path, paths: Sequence[str],
+                   channels: int, batch_size: int, device: torch.device,
+                   num_workers: int | None, max_pixels: int, max_bytes: int | None = None,
+                   key: str = "predict") -> Iterator[Batch]:
+    """Run ``model`` on image files batch by batch; unreadable files are listed, not fatal.
 
     Args:
         model: The model, on ``device`` (put in eval mode).
@@ -192,31 +118,86 @@ def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: 
         max_bytes: Larger files are refused before they are read; None: no cap.
         key: The parameter block of the limits (``predict``, ``retrieve``), for reasons.
 
-    Returns:
-        ``(outputs, kept, failures)``: float32 outputs of the readable files, one row each;
-        their positions in ``paths``; ``path``, ``reason`` and ``detail`` of each other file.
+    Yields:
+        Each batch's outputs, in the order of ``paths``.
     """
     dataset = PredictionImages(root, paths, transform, channels, max_pixels, max_bytes, key)
     workers = auto_num_workers(device) if num_workers is None else num_workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_checked, pin_memory=device.type == "cuda")
     model.eval()
-    outputs, kept, failures = [], [], []
     for images, indices, bad in loader:
-        failures += [(paths[i], reason, detail) for i, reason, detail in bad]
+        outputs = None
         if images is not None:
-            outputs.append(model(images.to(device, non_blocking=True)).float().cpu().numpy())
-            kept += indices
-    width = outputs[0].shape[1] if outputs else 0
-    return (np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32), kept,
-            pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+            with torch.no_grad():
+                outputs = model(images.to(device, non_blocking=True)).float().cpu().numpy()
+        yield Batch(outputs, indices, [(paths[i], reason, detail) for i, reason, detail in bad])
 
 
-def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k: int,
-                  batch_size: int, device: torch.device, num_workers: int | None,
-                  max_pixels: int, max_bytes: int | None = None
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Classify image files in batches; unreadable files are listed, not fatal.
+def _joined(batches: Sequence[Batch], width: int) -> tuple[np.ndarray, list[int], pd.DataFrame]:
+    """The outputs, positions and failures of ``batches`` as one of each."""
+    outputs = [batch.outputs for batch in batches if batch.outputs is not None]
+    return (np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32),
+            [index for batch in batches for index in batch.kept],
+            pd.DataFrame([row for batch in batches for row in batch.failures],
+                         columns=FAILURE_COLUMNS))
+
+
+def outputs_of_files(model: nn.Module, transform: Transform, root: Path, paths: Sequence[str],
+                     channels: int, batch_size: int, device: torch.device,
+                     num_workers: int | None, max_pixels: int, max_bytes: int | None = None,
+                     key: str = "predict") -> tuple[np.ndarray, list[int], pd.DataFrame]:
+    """The outputs of all readable files at once (retrieval needs the whole ``N x D``
+    matrix); the arguments are :func:`output_batches`'.
+
+    Returns:
+        ``(outputs, kept, failures)``: float32 outputs of the readable files, one row each;
+        their positions in ``paths``; ``path``, ``reason`` and ``detail`` of each other file.
+    """
+    batches = list(output_batches(model, transform, root, paths, channels, batch_size, device,
+                                  num_workers, max_pixels, max_bytes, key))
+    widths = [batch.outputs.shape[1] for batch in batches if batch.outputs is not None]
+    return _joined(batches, widths[0] if widths else 0)
+
+
+def prediction_columns(top_k: int) -> list[str]:
+    """``path``, ``label_1``, ``probability_1``, ... ``label_k``, ``probability_k``."""
+    return ["path"] + [f"{name}_{rank}" for rank in range(1, top_k + 1)
+                       for name in ("label", "probability")]
+
+
+def prediction_table(paths: np.ndarray, logits: np.ndarray, classes: Sequence[str],
+                     top_k: int, temperature: float) -> pd.DataFrame:
+    """The top-``top_k`` labels and calibrated probabilities of each row of ``logits``.
+
+    Args:
+        paths: The files, one per row of ``logits``.
+        logits: ``N x C`` model outputs.
+        classes: Class names in output order.
+        top_k: Labels per file (at most the number of classes).
+        temperature: The calibration temperature (probabilities are ``softmax(z / T)``).
+
+    Returns:
+        The :func:`prediction_columns` of ``min(top_k, C)``; probabilities rounded to 6
+        decimals, ties in the order of the classes.
+    """
+    k = min(top_k, len(classes))
+    probabilities = softmax(logits, temperature) if len(logits) else logits
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(probabilities, top, axis=1).astype(np.float64).round(6)
+    labels = np.asarray(classes, dtype=object)[top]
+    columns: dict[str, Any] = {"path": paths}
+    for rank in range(k):
+        columns[f"label_{rank + 1}"] = labels[:, rank]
+        columns[f"probability_{rank + 1}"] = chosen[:, rank]
+    return pd.DataFrame(columns, columns=prediction_columns(k))
+
+
+def predict_chunks(predictor: Predictor, root: Path, paths: Sequence[str], top_k: int,
+                   batch_size: int, device: torch.device, num_workers: int | None,
+                   max_pixels: int, max_bytes: int | None = None, chunk_size: int = 4096
+                   ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Classify image files, a chunk of files at a time; unreadable files are listed.
 
     Args:
         predictor: The model (on ``device``) and its config.
@@ -228,26 +209,70 @@ def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k:
         num_workers: Decoding processes; None chooses by device.
         max_pixels: Larger images are refused.
         max_bytes: Larger files are refused before they are read; None: no cap.
+        chunk_size: Files per chunk, rounded up to whole batches.
+
+    Yields:
+        ``(predictions, failures)`` of each chunk, in input order: the
+        :func:`prediction_table` of its readable files; ``path``, ``reason`` and
+        ``detail`` of the others.
+    """
+    names = np.asarray(paths, dtype=object)
+    classes = predictor.config.classes
+    batches = output_batches(predictor.model, predictor.transform(), root, paths,
+                             predictor.config.in_chans, batch_size, device, num_workers,
+                             max_pixels, max_bytes)
+    per_chunk = -(-chunk_size // batch_size)  # whole batches of at least chunk_size files
+    while chunk := list(islice(batches, per_chunk)):
+        logits, kept, failures = _joined(chunk, len(classes))
+        yield (prediction_table(names[kept], logits, classes, top_k, predictor.temperature),
+               failures)
+
+
+def predict_files(predictor: Predictor, root: Path, paths: Sequence[str], top_k: int,
+                  batch_size: int, device: torch.device, num_workers: int | None,
+                  max_pixels: int, max_bytes: int | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All of :func:`predict_chunks` at once, as one chunk (for a few files; its arguments).
 
     Returns:
-        ``(predictions, failures)``: ``path``, ``label_1``, ``probability_1`` ... up to
-        ``top_k`` with calibrated probabilities, in input order; ``path``, ``reason`` and
-        ``detail`` of every file that could not be read.
+        ``(predictions, failures)`` of every file, in input order.
     """
-    classes = np.asarray(predictor.config.classes, dtype=object)
-    k = min(top_k, len(classes))
-    logits, kept, failures = outputs_of_files(
-        predictor.model, predictor.transform(), root, paths, predictor.config.in_chans,
-        batch_size, device, num_workers, max_pixels, max_bytes)
-    probabilities = softmax(logits, predictor.temperature) if len(kept) else logits
-    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    rows = []
-    for index, order, probs in zip(kept, top, probabilities, strict=True):
-        row: dict[str, Any] = {"path": paths[index]}
-        for rank, chosen in enumerate(order, start=1):
-            row[f"label_{rank}"] = classes[chosen]
-            row[f"probability_{rank}"] = round(float(probs[chosen]), 6)
-        rows.append(row)
-    columns = ["path"] + [f"{name}_{r}" for r in range(1, k + 1)
-                          for name in ("label", "probability")]
-    return pd.DataFrame(rows, columns=columns), failures
+    for chunk in predict_chunks(predictor, root, paths, top_k, batch_size, device,
+                                num_workers, max_pixels, max_bytes, max(len(paths), 1)):
+        return chunk  # a chunk of len(paths) files holds them all
+    classes = predictor.config.classes
+    return (prediction_table(np.zeros(0, object), np.zeros((0, len(classes))), classes, top_k,
+                             predictor.temperature), pd.DataFrame(columns=FAILURE_COLUMNS))
+
+
+def prediction_run(served: WeightSet, spec: str | Sequence[str], base: Path, top_k: int,
+                   max_pixels: int, max_bytes: int | None) -> dict[str, Any]:
+    """What makes a prediction's rows: a run stopped half-way is resumed only by a run
+    with the same identity.
+
+    Args:
+        served: The served weight set.
+        spec: ``predict.input`` (see :func:`~visrec.core.serve.list_inputs`).
+        base: Folder relative paths are resolved against.
+        top_k: Labels per image.
+        max_pixels: Larger images are refused.
+        max_bytes: Larger files are refused; None: no cap.
+
+    Returns:
+        JSON data: the SHA-256 of the weights' tensors (as a retrieval index records its
+        embedder's), of what the config adds to them (architecture, classes, temperature,
+        input config), the input (the folder or file resolved; a list of paths by its
+        SHA-256) and the settings that change rows. Batch size, device and workers change
+        how fast, not what, and are left out.
+    """
+    config = served.config
+    model = json.dumps([config.architecture, list(config.classes), config.temperature,
+                        config.inputs.to_json()], sort_keys=True)
+    if isinstance(spec, str):
+        source = str((base / spec).resolve())
+    else:
+        listed = hashlib.sha256("\n".join(spec).encode("utf-8", "surrogateescape"))
+        source = f"{len(spec)} paths, sha256 {listed.hexdigest()}"
+    return {"weights_sha256": weights_digest(served.weights),
+            "config_sha256": hashlib.sha256(model.encode()).hexdigest(), "input": source,
+            "top_k": top_k, "max_pixels": max_pixels, "max_bytes": max_bytes}

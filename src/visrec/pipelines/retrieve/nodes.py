@@ -8,7 +8,12 @@ import pandas as pd
 import torch
 
 from visrec.core.augment import make_eval_transform
-from visrec.core.models import WeightSet, embedder_from_weight_set, select_device
+from visrec.core.models import (
+    WeightSet,
+    embedder_from_weight_set,
+    select_device,
+    weights_digest,
+)
 from visrec.core.retrieval import (
     LABEL_COLUMNS,
     EmbeddingIndex,
@@ -16,7 +21,6 @@ from visrec.core.retrieval import (
     folder_labels,
     search,
     vote_labels,
-    weights_digest,
 )
 from visrec.core.serve import list_inputs, outputs_of_files
 from visrec.params import RetrieveParams
