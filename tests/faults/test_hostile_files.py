@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,17 @@ def _check_deep_listing(tmp_path: Path, deep: Path) -> None:
 def test_names_that_are_not_utf8_are_shown_with_escapes():
     assert shown_path(NOT_UTF8) == "caf\\xe9.png"
     assert shown_path("résumé.png") == "résumé.png"
+
+
+def test_a_read_allocates_what_the_file_holds_not_the_cap(tmp_path: Path):
+    """A 1 GiB cap must not mean a 1 GiB buffer per image (a machine that does not
+    overcommit memory would refuse every file)."""
+    path = tmp_path / "small.png"
+    path.write_bytes(b"\x89PNG" + bytes(1000))
+    tracemalloc.start()
+    try:
+        data = read_regular_file(path, 2**30, "x.max_bytes")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(data) == 1004 and peak < 2**20

@@ -25,6 +25,9 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+GROWTH_STEP = 2**20  # a file that grows while read is read on in steps of this size
 
 
 class Rejected(Exception):
@@ -74,6 +77,24 @@ def _error_detail(error: OSError) -> str:
     return f"{type(error).__name__}: {error.strerror or error}"
 
 
+def _read_capped(stream: BinaryIO, size: int, max_bytes: int | None) -> bytes:
+    """The file's bytes: as many as ``stat`` said, and one more to see a file that grows,
+    then on in steps while it grows, stopping one byte past ``max_bytes``; nothing is
+    allocated beyond what the file holds."""
+    limit = None if max_bytes is None else max_bytes + 1
+    parts: list[bytes] = []
+    total, want = 0, size + 1
+    while limit is None or total < limit:
+        asked = want if limit is None else min(want, limit - total)
+        part = stream.read(asked)
+        parts.append(part)
+        total += len(part)
+        if len(part) < asked:  # a regular file reads short only at its end
+            break
+        want = GROWTH_STEP
+    return b"".join(parts)
+
+
 def read_regular_file(path: str | Path, max_bytes: int | None, key: str) -> bytes:
     """The bytes of a regular file of at most ``max_bytes`` bytes.
 
@@ -94,9 +115,10 @@ def read_regular_file(path: str | Path, max_bytes: int | None, key: str) -> byte
         check_regular(os.stat(path), max_bytes, key)
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
                              | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-        with open(descriptor, "rb") as stream:
-            check_regular(os.fstat(descriptor), max_bytes, key)
-            data = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
+        with open(descriptor, "rb", buffering=0) as stream:
+            info = os.fstat(descriptor)
+            check_regular(info, max_bytes, key)
+            data = _read_capped(stream, info.st_size, max_bytes)
     except OSError as error:
         raise Rejected("unreadable", _error_detail(error)) from None
     except MemoryError:
