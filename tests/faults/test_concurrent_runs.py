@@ -23,14 +23,21 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 BUSY = "is in use by another visrec run (process "
 
 
-def test_two_ingestions_at_once_leave_a_consistent_cache(tmp_path: Path):
-    images = tmp_path / "images"
-    for i in range(400):
-        write_png(images / f"class{i % 4}" / f"{i:03d}.png", (40, 32), seed=i)
+def _project(tmp_path: Path, images: int, classes: int, size: tuple[int, int]
+             ) -> tuple[Path, Path, list[str]]:
+    """A project copy, a folder of noise PNGs, and the command that ingests it."""
+    folder = tmp_path / "images"
+    for i in range(images):
+        write_png(folder / f"class{i % classes}" / f"{i:03d}.png", size, seed=i)
     project = tmp_path / "project"
     project.mkdir()
     copy_project(project)
-    command = [KEDRO, "run", "--pipelines=ingestion", "--params", f"ingestion.root={images}"]
+    return folder, project, [KEDRO, "run", "--pipelines=ingestion", "--params",
+                             f"ingestion.root={folder}"]
+
+
+def test_two_ingestions_at_once_leave_a_consistent_cache(tmp_path: Path):
+    images, project, command = _project(tmp_path, 400, 4, (40, 32))
     logs = [tmp_path / f"run{i}.log" for i in range(2)]
     processes = []
     for log in logs:
@@ -53,13 +60,7 @@ def test_two_ingestions_at_once_leave_a_consistent_cache(tmp_path: Path):
 def test_training_refuses_a_manifest_left_behind_by_a_failed_ingestion(tmp_path: Path):
     """Ingestion commits the packed cache, then writes the manifest; when it fails in
     between (here: one class left), the old manifest points into a compacted pool."""
-    images = tmp_path / "images"
-    for i in range(30):
-        write_png(images / f"class{i % 3}" / f"{i:02d}.png", (24, 24), seed=i)
-    project = tmp_path / "project"
-    project.mkdir()
-    copy_project(project)
-    ingestion = [KEDRO, "run", "--pipelines=ingestion", "--params", f"ingestion.root={images}"]
+    images, project, ingestion = _project(tmp_path, 30, 3, (24, 24))
     first = subprocess.run(ingestion, cwd=project, env=os.environ | ENV, capture_output=True,
                            text=True, timeout=600, check=False)
     assert first.returncode == 0, first.stderr[-3000:]
