@@ -202,7 +202,8 @@ def check_manifest_cache(manifest: pd.DataFrame, cache: ImageCache) -> None:
         CacheMismatch: Saying to run ingestion again.
     """
     stamp = manifest.attrs.get(MANIFEST_ATTRS)
-    if stamp == {"generation": cache.generation, "digest": cache.digest()}:
+    digest = cache.digest()  # hashes the whole index: once
+    if stamp == {"generation": cache.generation, "digest": digest}:
         return
     told = ("it does not say which cache it was written against (an older visrec)"
             if stamp is None else
@@ -210,7 +211,7 @@ def check_manifest_cache(manifest: pd.DataFrame, cache: ImageCache) -> None:
             f"({str(stamp.get('digest'))[:12]})")
     raise CacheMismatch(
         f"the manifest does not match the packed cache in {cache.folder} (generation "
-        f"{cache.generation}, {cache.digest()[:12]}): {told}; an ingestion stopped between "
+        f"{cache.generation}, {digest[:12]}): {told}; an ingestion stopped between "
         "writing the cache and the manifest, or one of them was restored alone. Run "
         "ingestion again (kedro run --pipelines=ingestion): unchanged files are not "
         "decoded again")
