@@ -39,6 +39,10 @@ class Rejected(Exception):
         self.reason, self.detail = reason, detail[:300]
 
 
+BAD_NAME = "the name is not valid UTF-8 (shown with \\x escapes); rename the file"
+"""The detail of ``bad_file_name``, in ingestion's quarantine and predict's failures."""
+
+
 def shown_path(path: str) -> str:
     """``path`` as text any table holds: a name that is not valid UTF-8 (kept by Python as
     surrogate escapes) gets backslash escapes of its bytes, ``caf\\xe9.png``."""

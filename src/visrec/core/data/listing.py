@@ -22,7 +22,14 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from tqdm.auto import tqdm
 
-from visrec.core.files import FolderWalk, Rejected, check_regular, is_utf8, shown_path
+from visrec.core.files import (
+    BAD_NAME,
+    FolderWalk,
+    Rejected,
+    check_regular,
+    is_utf8,
+    shown_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +100,7 @@ def _stat_row(relative: str, entry: os.DirEntry, label: str, split: str | None,
     """A listing row for one file: problems visible from its name and ``stat``."""
     if not is_utf8(relative):
         return (shown_path(relative), shown_path(label), split, 0, 0, "bad_file_name",
-                "the name is not valid UTF-8 (shown with \\x escapes); rename the file")
+                BAD_NAME)
     suffix = PurePosixPath(relative).suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         return (relative, label, split, 0, 0, "not_an_image",

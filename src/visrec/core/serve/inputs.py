@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from visrec.core.files import FolderWalk, is_utf8, shown_path
+from visrec.core.files import BAD_NAME, FolderWalk, is_utf8, shown_path
 
 LIST_SUFFIXES = (".txt", ".lst")  # a file of paths, one per line
 FAILURE_COLUMNS = ["path", "reason", "detail"]
@@ -58,10 +58,12 @@ def _walk(folder: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
 def _readable_names(root: Path, paths: list[str], problems: list[tuple[str, str, str]]
                     ) -> InputFiles:
     """Split off the paths that are not valid UTF-8 (``bad_file_name``)."""
-    bad = [(shown_path(path), "bad_file_name",
-            "the name is not valid UTF-8 (shown with \\x escapes); rename the file")
-           for path in paths if not is_utf8(path)]
-    kept = [path for path in paths if is_utf8(path)]
+    kept, bad = [], []
+    for path in paths:
+        if is_utf8(path):
+            kept.append(path)
+        else:
+            bad.append((shown_path(path), "bad_file_name", BAD_NAME))
     return InputFiles(root, kept, pd.DataFrame(problems + bad, columns=FAILURE_COLUMNS))
 
 
