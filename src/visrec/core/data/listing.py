@@ -22,14 +22,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from tqdm.auto import tqdm
 
-from visrec.core.files import (
-    BAD_NAME,
-    FolderWalk,
-    Rejected,
-    check_regular,
-    is_utf8,
-    shown_path,
-)
+from visrec.core.files import BAD_NAME, FolderWalk, Rejected, check_regular, is_utf8, shown_path
 
 logger = logging.getLogger(__name__)
 
