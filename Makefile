@@ -8,7 +8,7 @@ DEMO := data/01_raw/demo
 # relative to .dvc/) names it once it exists, so a checkout without it keeps DVC's CDN page.
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 # The DVC stages `kedro run` (the train pipeline) makes; metric_learning has its own target.
-TRAIN_STAGES := demo_data ingestion class_balance augmentation training evaluation export
+TRAIN_STAGES := demo_data ingestion class_balance augmentation tuning training evaluation export
 
 # No usage reporting from Kedro or DVC, here or in CI.
 export KEDRO_DISABLE_TELEMETRY := 1

@@ -69,6 +69,67 @@ def write_noise_pngs(folder: Path, n: int, classes: int = 10, side: int = 32) ->
         pool.map(_write_noise_pngs, tasks)
 
 
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "hbar", "vbar", "diamond",
+          "dots", "corner")
+
+
+def _draw_shape(draw, shape: str, box: tuple[float, float, float, float], colour) -> None:
+    x0, y0, x1, y1 = box
+    cx, cy, w = (x0 + x1) / 2, (y0 + y1) / 2, max(2.0, (x1 - x0) / 5)
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=colour)
+    elif shape == "cross":
+        draw.rectangle((cx - w / 2, y0, cx + w / 2, y1), fill=colour)
+        draw.rectangle((x0, cy - w / 2, x1, cy + w / 2), fill=colour)
+    elif shape == "ring":
+        draw.ellipse(box, outline=colour, width=int(w))
+    elif shape == "hbar":
+        draw.rectangle((x0, cy - w, x1, cy + w), fill=colour)
+    elif shape == "vbar":
+        draw.rectangle((cx - w, y0, cx + w, y1), fill=colour)
+    elif shape == "diamond":
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=colour)
+    elif shape == "dots":
+        draw.ellipse((x0, y0, cx - 1, cy - 1), fill=colour)
+        draw.ellipse((cx + 1, cy + 1, x1, y1), fill=colour)
+    else:  # corner: an L
+        draw.rectangle((x0, y0, x0 + w, y1), fill=colour)
+        draw.rectangle((x0, y1 - w, x1, y1), fill=colour)
+
+
+def _write_shape_pngs(task: tuple[str, int, int, int]) -> None:
+    from PIL import ImageDraw  # noqa: PLC0415
+
+    folder, start, stop, side = task
+    rng = np.random.default_rng(start)
+    for i in range(start, stop):
+        label = i % len(SHAPES)
+        background = rng.integers(0, 256, 3)
+        pixels = (background + rng.normal(0, 40, (side, side, 3))).clip(0, 255)
+        image = Image.fromarray(pixels.astype(np.uint8))
+        size = rng.uniform(0.35, 0.8) * side
+        x0, y0 = rng.uniform(0, side - size, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        _draw_shape(ImageDraw.Draw(image), SHAPES[label], (x0, y0, x0 + size, y0 + size),
+                    colour)
+        image.save(Path(folder) / f"class_{label:02d}" / f"{i:07d}.png")
+
+
+def write_shape_pngs(folder: Path, n: int, side: int = 32) -> None:
+    """Write ``n`` PNGs of ``side`` pixels into 10 class folders, one shape per class
+    (circle, square, ... at a random place, size and colour over a noisy background of a
+    random colour): learnable, and not at once."""
+    for label in range(len(SHAPES)):
+        (folder / f"class_{label:02d}").mkdir(parents=True, exist_ok=True)
+    tasks = [(str(folder), start, min(start + 2000, n), side) for start in range(0, n, 2000)]
+    with get_context("fork").Pool() as pool:
+        pool.map(_write_shape_pngs, tasks)
+
+
 def machine() -> str:
     """One line naming the machine the figures come from."""
     memory = psutil.virtual_memory().total / 2**30

@@ -110,10 +110,11 @@ def main() -> None:
             # The seed carves val from train: ingest anew for each.
             # ingestion.root is a parameter, resolved from the working directory, not the
             # project: name the copy's folder, never the repository's demo images.
-            # One augmentation policy (augmentation.policy) for every strategy: no search.
-            run_session(project, ["ingestion", "class_balance", "augmentation"], DATA | {
-                "seed": seed, "ingestion": {"root": str(project / "data/01_raw/demo")},
-                "augmentation": {"search": {"enabled": False}}})
+            # One augmentation policy (augmentation.policy) for every strategy: no tuning.
+            run_session(project, ["ingestion", "class_balance", "augmentation", "tuning"],
+                        DATA | {"seed": seed,
+                                "ingestion": {"root": str(project / "data/01_raw/demo")},
+                                "tuning": {"enabled": False}})
             for name in args.strategies:
                 row = {"strategy": name} | one_run(project, STRATEGIES[name], seed, extra)
                 rows.append(row)

@@ -86,13 +86,13 @@ def prepare_seed(project: Path, seed: int) -> None:
 
     The seed carves val from train, so each seed is ingested anew. ``ingestion.root`` is
     resolved from the working directory: the copy's images are named in full. The
-    augmentation is ``augmentation.policy`` (flip_crop), without the search, so that every
-    variant and seed trains with the same policy.
+    augmentation is ``augmentation.policy`` (flip_crop), with the tuning off, so that every
+    variant and seed trains with the same policy and recipe.
     """
-    run_session(project, ["ingestion", "class_balance", "augmentation"],
+    run_session(project, ["ingestion", "class_balance", "augmentation", "tuning"],
                 {"seed": seed, "class_balance": {"strategy": "none"},
                  "ingestion": {"root": str(project / "data/01_raw/demo")},
-                 "augmentation": {"search": {"enabled": False}}})
+                 "tuning": {"enabled": False}})
 
 
 def markdown(runs: pd.DataFrame) -> list[str]:

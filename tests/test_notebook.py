@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -90,7 +91,7 @@ def test_notebook_draws_every_figure(executed: nbformat.NotebookNode,
               for cell in code_cells(executed)]
     plotting = [images[i] for i, cell in enumerate(code_cells(executed))
                 if "plt.show()" in cell.source]
-    previews = list((trained_project / "data/08_reporting/augmentation_previews").glob("*.png"))
+    previews = list((trained_project / "data/08_reporting/tuning_policy_previews").glob("*.png"))
     assert len(plotting) == 5
     assert min(plotting) == 1
     assert previews
@@ -107,7 +108,9 @@ def test_notebook_shows_the_runs_numbers(executed: nbformat.NotebookNode,
     balance = json.loads((reporting / "class_balance.json").read_text())
     predictions = pd.read_csv(reporting / "test_predictions.csv", dtype=str)
     wrong = int((predictions["actual"] != predictions[f"predicted_{served}"]).sum())
-    policy = json.loads(
+    tuned = yaml.safe_load(
+        (trained_project / "data/05_model_input/tuned_parameters.yml").read_text())
+    policy = tuned.get("augmentation", {}).get("policy") or json.loads(
         (trained_project / "data/05_model_input/augmentation_spec.json").read_text())["policy"]
     text = "\n".join(cell_text(cell) for cell in code_cells(executed))
 

@@ -16,7 +16,7 @@ def test_parameter_reference_is_up_to_date():
 def test_every_parameter_is_in_the_reference():
     page = parameters_doc.OUTPUT.read_text(encoding="utf-8")
     for key in ("training.epochs", "training.loss.name", "training.swa.lr",
-                "class_balance.strategy", "augmentation.search.candidates",
+                "class_balance.strategy", "tuning.space.policies", "tuning.pruner.name",
                 "ingestion.cache.resolution", "export.parity_tolerance"):
         assert f"| `{key}` |" in page, key
 

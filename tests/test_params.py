@@ -17,7 +17,6 @@ from visrec.core.balance import BALANCE_STRATEGIES
 from visrec.core.seeding import seed_everything
 from visrec.params import (
     BLOCKS,
-    SEARCH_SLOTS,
     AugmentationParams,
     ClassBalanceParams,
     DemoDataParams,
@@ -418,18 +417,10 @@ def test_mixup_is_off_unless_an_alpha_is_set():
     assert not base_params(TrainingParams, mixup={"cutmix_alpha": 1.0, "prob": 0.0}).mixup.enabled
 
 
-def test_augmentation_search_candidates_fit_the_slots_and_are_distinct():
-    many = {"search": {"candidates": [f"randaugment(n=1, m={m})" for m in range(9)]}}
-    assert f"9 candidates; the search pipeline has {SEARCH_SLOTS} candidate slots" in _error(
-        AugmentationParams, many)
-    one = _error(AugmentationParams, {"search": {"enabled": True, "candidates": ["flip_crop"]}})
-    assert "augmentation.search.candidates has 1 policies: the search needs at least 2" in one
-    twice = _error(AugmentationParams, {"search": {"candidates": [
-        "randaugment", "flip_crop", "flip_crop + randaugment(n=2, m=9)"]}})
-    assert ("augmentation.search.candidates[2] = 'flip_crop + randaugment(n=2, m=9)' is the "
-            "same policy as augmentation.search.candidates[0]") in twice
-    bad = _error(AugmentationParams, {"search": {"candidates": ["flip_crop", "augmix(depth=0)"]}})
-    assert "augmentation.search.candidates[1] = 'augmix(depth=0)': augmix depth = 0" in bad
+def test_the_old_augmentation_search_is_refused_with_where_it_went():
+    message = _error(AugmentationParams, {"search": {"enabled": True}})
+    assert "augmentation.search was replaced by the tuning block" in message
+    assert "tuning.space.policies" in message
 
 
 def test_loss_options_reach_the_loss():

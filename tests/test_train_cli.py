@@ -30,10 +30,13 @@ RUN = ["run", "--env", "test", "--pipelines=training,evaluation", "--params"]
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project with the demo images ingested, balanced and an augmentation chosen."""
+    """A project with the demo images ingested and balanced, the configured policy and
+    recipe (tuning off: every test trains the same settings)."""
     project = copy_project(tmp_path_factory.mktemp("train_cli"))
     kedro(project, "run", "--env", "test", "--pipelines=demo_data")
-    kedro(project, "run", "--env", "test", "--pipelines=ingestion,class_balance,augmentation")
+    kedro(project, "run", "--env", "test",
+          "--pipelines=ingestion,class_balance,augmentation,tuning", "--params",
+          "tuning.enabled=false")
     return project
 
 

@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 
 from tests.browser import run_chromium
-from visrec.params import SEARCH_SLOTS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
@@ -40,9 +39,12 @@ STAGE_PIPELINES = ("ingestion", "class_balance", "augmentation", "training", "ev
 EXPECTED_PIPELINES = {"train", "demo_data", "predict", *STAGE_PIPELINES, "metric_learning",
                       "embedding", "retrieve"}
 # The steps of training, each a node of its own, and what each hands the next.
-TRAINING_NODES = ("resolve_model_inputs", "train_model", "retrain_classifiers",
-                  "make_weight_sets", "plot_learning_curve")
-TRAINING_HAND_OFFS = {("resolve_model_inputs", "model_inputs", "train_model"),
+TRAINING_NODES = ("apply_tuned_parameters", "resolve_model_inputs", "train_model",
+                  "retrain_classifiers", "make_weight_sets", "plot_learning_curve")
+TRAINING_HAND_OFFS = {("apply_tuned_parameters", "run_training", "train_model"),
+                      ("apply_tuned_parameters", "run_balance_plan", "train_model"),
+                      ("apply_tuned_parameters", "run_augmentation_spec", "train_model"),
+                      ("resolve_model_inputs", "model_inputs", "train_model"),
                       ("train_model", "trained_weights", "retrain_classifiers"),
                       ("retrain_classifiers", "retrained_weights", "make_weight_sets"),
                       ("make_weight_sets", "training_history", "plot_learning_curve")}
@@ -257,10 +259,17 @@ def test_viz_api_serves_registered_pipelines(
         for dataset in node.outputs:
             assert (tasks[node.name], datasets[dataset]) in edges, (node.name, dataset)
 
-    # The augmentation search is a sweep: one modular pipeline per candidate slot.
+    # The tuning is a pipeline of its own: its nodes in one namespace, the study and the
+    # chosen settings as datasets, the settings read by training.
     tree = train["modular_pipelines"]
-    sweep = {child["id"] for child in tree["augmentation_search"]["children"]}
-    assert {f"augmentation_search.candidate_{i}" for i in range(1, SEARCH_SLOTS + 1)} <= sweep
+    children = {child["id"] for child in tree["tuning"]["children"]}
+    tuning_tasks = {name for name in tasks if name.startswith("tuning.")}
+    assert tuning_tasks == {"tuning.plan_search", "tuning.run_search", "tuning.plot_search",
+                            "tuning.preview_policies"}
+    assert {tasks[name] for name in tuning_tasks} <= children
+    assert (datasets["tuning_study"], tasks["tuning.run_search"]) in edges
+    assert (tasks["tuning.run_search"], datasets["tuned_parameters"]) in edges
+    assert (datasets["tuned_parameters"], tasks["apply_tuned_parameters"]) in edges
     _check_training_steps(viz_server, project_pipelines)
 
 
@@ -286,10 +295,11 @@ def _check_training_steps(viz_server: VizServer, project_pipelines: dict[str, An
     for source, dataset, target in TRAINING_HAND_OFFS:
         assert (tasks[source], datasets[dataset]) in edges, (source, dataset)
         assert (datasets[dataset], tasks[target]) in edges, (dataset, target)
-    # Every step after the run reads the images, the plan, the spec and the parameters.
+    # Every step after the run reads the images and the run's settings: the training block,
+    # balance plan and policy with the tuning's choice applied.
     for name in ("train_model", "retrain_classifiers", "make_weight_sets"):
-        assert {"image_manifest", "balance_plan", "augmentation_spec", "model_inputs",
-                "params:training", "params:seed"} <= set(nodes[name].inputs), name
+        assert {"image_manifest", "run_balance_plan", "run_augmentation_spec", "model_inputs",
+                "run_training", "params:seed"} <= set(nodes[name].inputs), name
 
 
 @dataclass(frozen=True)
@@ -400,10 +410,10 @@ def test_viz_page_draws_train_graph_in_chromium(
 
     page = viz_server.url + "?pid=train"  # open the `train` pipeline, not `__default__`
     nodes = project_pipelines["train"].nodes
-    # Kedro-Viz draws a namespace (the augmentation search's sweep) as one collapsed node.
+    # Kedro-Viz draws a namespace (the tuning) as one collapsed node.
     expected_names = {node.name for node in nodes if not node.namespace}
     expected_namespaces = {node.namespace.split(".")[0] for node in nodes if node.namespace}
-    assert "augmentation_search" in expected_namespaces
+    assert "tuning" in expected_namespaces
 
     dom = run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page).stdout
     collector = _GraphNodeCollector()

@@ -9,8 +9,8 @@ from kedro.pipeline import Pipeline
 
 # The stages of `train`, in order; `demo_data` stays out (it only makes sample images), and
 # so does `predict` (it needs new images: `--params "predict.input=FOLDER"`).
-TRAIN_STAGES = ("ingestion", "class_balance", "augmentation", "training", "evaluation",
-                "export")
+TRAIN_STAGES = ("ingestion", "class_balance", "augmentation", "tuning", "training",
+                "evaluation", "export")
 # From an image folder to the metrics of an embedding: the same ingestion, then the stage.
 METRIC_LEARNING_STAGES = ("ingestion", "embedding")
 COMPOSED = ("train", "__default__", "metric_learning")

@@ -6,7 +6,7 @@ the two disagree). Each model turns its validated block into the core's types
 :mod:`visrec.core` never imports this package.
 """
 
-from visrec.params.augmentation import SEARCH_SLOTS, AugmentationParams, SearchParams
+from visrec.params.augmentation import AugmentationParams
 from visrec.params.base import (
     ParameterError,
     Params,
@@ -37,6 +37,7 @@ from visrec.params.recipe import (
 )
 from visrec.params.run import RunParams
 from visrec.params.training import TrainingParams
+from visrec.params.tuning import PrunerParams, SpaceParams, TuningParams
 
 # Every top-level block and its model, in pipeline order: the parameter reference
 # (docs/parameters.md) and the test that conf/base and the models agree walk this.
@@ -45,6 +46,7 @@ BLOCKS: dict[str, type[Params]] = {
     "ingestion": IngestionParams,
     "class_balance": ClassBalanceParams,
     "augmentation": AugmentationParams,
+    "tuning": TuningParams,
     "training": TrainingParams,
     "evaluation": EvaluationParams,
     "predict": PredictParams,
@@ -54,13 +56,13 @@ BLOCKS: dict[str, type[Params]] = {
 }
 
 __all__ = [
-    "BLOCKS", "SEARCH_SLOTS", "AugmentationParams", "AutoParams", "CacheParams",
+    "BLOCKS", "AugmentationParams", "AutoParams", "CacheParams",
     "ClassBalanceParams", "CrtParams", "DemoDataParams", "DistillationParams",
     "DistributedParams", "DrwParams", "EmaParams", "EvaluationParams", "ExportParams",
     "FocalParams", "IngestionParams", "LogitAdjustmentParams", "LossParams",
     "MetricLearningParams", "MixupParams",
-    "ParameterError", "Params", "PredictParams", "ResampleParams", "RetrieveParams",
-    "RunParams", "ScheduleParams", "SearchParams", "ShotGroupParams", "SplitParams",
-    "SwaParams", "TrainingParams", "check_architecture",
+    "ParameterError", "Params", "PredictParams", "PrunerParams", "ResampleParams", "RetrieveParams",
+    "RunParams", "ScheduleParams", "ShotGroupParams", "SpaceParams", "SplitParams",
+    "SwaParams", "TrainingParams", "TuningParams", "check_architecture",
     "format_validation_error",
 ]

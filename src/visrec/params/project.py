@@ -39,7 +39,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     Raises:
         ParameterError: With every problem found.
     """
-    from visrec.params import BLOCKS  # noqa: PLC0415 - the blocks import torch
+    from visrec.params import BLOCKS, TuningParams  # noqa: PLC0415 - the blocks import torch
 
     known = ["seed", *BLOCKS]
     problems = [_unknown(str(key), known) for key in parameters if key not in known]
@@ -53,6 +53,12 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
             continue
         try:
             model.model_validate(parameters[key])
+        except ParameterError as error:
+            problems.append(str(error).strip())
+    if not problems:  # the search space against the blocks its values go into
+        try:
+            TuningParams.model_validate(parameters["tuning"]).search_space(
+                parameters["training"], parameters["augmentation"], parameters["class_balance"])
         except ParameterError as error:
             problems.append(str(error).strip())
     if problems:

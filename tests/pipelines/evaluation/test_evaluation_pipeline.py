@@ -129,7 +129,7 @@ def test_hflip_tta_is_reported_separately_for_models_trained_with_flips(tiny_par
     params = tiny_params | {
         "params:augmentation": base_params(AugmentationParams, policy="flip_crop", hflip=True,
                                            scale=(0.35, 1.0), preview_images=2,
-                                           preview_repeats=2, search={"enabled": False}),
+                                           preview_repeats=2),
         "params:evaluation": base_params(EvaluationParams, batch_size=64, tta="hflip",
                                          serve="final")}
     inputs, catalog = _evaluate(params)

@@ -24,7 +24,7 @@ from visrec.pipelines import augmentation, class_balance, ingestion
 from visrec.pipelines.training import create_pipeline
 
 TRAINING_INPUTS = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-                   "augmentation_spec"]
+                   "augmentation_spec", "class_counts"]
 
 
 def _before_training(params: dict, names: list[str] = TRAINING_INPUTS) -> dict:
@@ -38,7 +38,7 @@ def _before_training(params: dict, names: list[str] = TRAINING_INPUTS) -> dict:
 @pytest.fixture
 def upstream(tiny_params):
     """Outputs of ingestion, class_balance and augmentation for the tiny params."""
-    return _before_training(tiny_params, [*TRAINING_INPUTS, "class_counts"])
+    return _before_training(tiny_params)
 
 
 def _through_the_catalog(name: str, data: object, folder):
@@ -152,7 +152,7 @@ def test_a_policy_with_imgaug_augmix_views_and_erasing_trains_and_is_recorded(ti
     params = tiny_params | {
         "params:augmentation": base_params(
             AugmentationParams, policy=policy, hflip=False, scale=(0.35, 1.0),
-            preview_images=2, preview_repeats=2, search={"enabled": False},
+            preview_images=2, preview_repeats=2,
             imgaug={"light": [{"Affine": {"rotate": [-10, 10]}}, {"Fliplr": 0.0}]}),
         "params:training": tiny_params["params:training"].model_copy(
             update={"num_workers": 2}),

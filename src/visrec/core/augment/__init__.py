@@ -1,5 +1,5 @@
 """Augmentation: policy strings parsed and checked, recorded as a spec; the training and
-evaluation transforms; imgaug pipelines from the parameters; the policy search."""
+evaluation transforms; imgaug pipelines from the parameters."""
 
 from visrec.core.augment.batch import BatchAugment
 from visrec.core.augment.imgaug_pipelines import (
@@ -17,7 +17,6 @@ from visrec.core.augment.policies import (
     canonical,
     parse_policy,
 )
-from visrec.core.augment.search import Score, leaderboard, rank, rung_epochs, survivors
 from visrec.core.augment.spec import (
     JSD_VIEWS,
     AugmentationSpec,
@@ -38,8 +37,7 @@ from visrec.core.augment.transforms import (
 __all__ = [
     "COMPONENTS", "CROP_FRACTION", "JSD_VIEWS", "MAX_ASPECT", "NAMES", "STAGES",
     "AugmentationSpec", "BatchAugment", "Component", "ImgaugTransform", "LimitAspect",
-    "MixSpec", "PolicyError", "Score", "SearchChoice", "SquareImage", "TrainTransform",
-    "augmenter_names", "canonical", "leaderboard", "make_augmenter", "make_eval_transform",
-    "make_imgaug_pipeline", "make_spec", "make_train_transform", "parse_policy", "rank",
-    "rung_epochs", "survivors",
+    "MixSpec", "PolicyError", "SearchChoice", "SquareImage", "TrainTransform",
+    "augmenter_names", "canonical", "make_augmenter", "make_eval_transform",
+    "make_imgaug_pipeline", "make_spec", "make_train_transform", "parse_policy",
 ]

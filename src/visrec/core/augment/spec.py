@@ -44,10 +44,10 @@ class MixSpec:
 
 
 class SearchChoice(Record):
-    """Which candidate of ``augmentation.search.candidates`` the search selected."""
+    """Which trial of the tuning study chose the policy."""
 
-    candidate: int  # 0-based position in the list
-    written: str  # the candidate as the parameters write it
+    candidate: int  # the trial's number in its study
+    written: str  # the policy as the parameters write it
 
 
 class AugmentationSpec(Record):
@@ -58,7 +58,8 @@ class AugmentationSpec(Record):
         components: Each component's arguments, ``{"name": ..., argument: value}``, in
             stage order.
         imgaug: The ``augmentation.imgaug`` pipelines the policy uses, by name.
-        search: The search's choice, or None when ``augmentation.policy`` was used.
+        search: The tuning trial that chose it, or None when ``augmentation.policy`` was
+            used.
     """
 
     policy: str

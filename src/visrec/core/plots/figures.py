@@ -10,7 +10,13 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from visrec.core.plots.style import GROUP_COLOURS, MAX_INCHES, MAX_LABELLED_CLASSES, SPLIT_COLOURS
+from visrec.core.plots.style import (
+    GROUP_COLOURS,
+    MAX_INCHES,
+    MAX_LABELLED_CLASSES,
+    SPLIT_COLOURS,
+    note_figure,
+)
 
 
 def class_distribution_figure(counts: pd.DataFrame, report: dict) -> Figure:
@@ -135,51 +141,52 @@ def learning_curve_figure(history: pd.DataFrame) -> Figure:
     return fig
 
 
-def leaderboard_figure(table: pd.DataFrame | None, title: str) -> Figure:
-    """The augmentation search's leaderboard: one bar per candidate and rung it reached.
-
-    Candidates are in the search's order (the selected one on top, its bars outlined),
-    named as written in the parameters when the table has a ``written`` column; each bar
-    is the validation balanced accuracy after that rung's epochs.
+def tuning_history_figure(table: pd.DataFrame, title: str) -> Figure:
+    """The search's history: each trial's validation score against its number, with two
+    standard errors (finished trials filled, cut ones hollow at their last score), the
+    best finished score so far, and the chosen trial ringed.
 
     Args:
-        table: The leaderboard (:func:`visrec.core.search.leaderboard`), or None when no
-            search ran: the figure then only carries ``title``.
+        table: The tuning leaderboard (:func:`visrec.core.tune.leaderboard`).
         title: Title of the figure.
     """
-    if table is None or table.empty:
-        fig = Figure(figsize=(6.0, 1.2), layout="constrained")
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, title, ha="center", va="center", fontsize=9, wrap=True)
-        return fig
-    rungs = sorted(int(str(column).split("_")[1]) for column in table.columns
-                   if str(column).startswith("rung_")
-                   and str(column).endswith("_balanced_accuracy"))
-    fig = Figure(figsize=(9.0, 0.55 * len(table) * max(1, len(rungs)) / 2 + 1.6),
-                 layout="constrained")
+    if table.empty:
+        return note_figure(f"no search: {title}")
+    table = table.sort_values("trial")
+    fig = Figure(figsize=(8.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
-    height = 0.8 / len(rungs)
-    colours = ["#c6dbef", "#6baed6", "#2171b5", "#08306b", "#041836", "#000000"]
-    positions = np.arange(len(table))[::-1]  # first place on top
-    for offset, rung in enumerate(rungs):
-        values = table[f"rung_{rung}_balanced_accuracy"].to_numpy(dtype=float)
-        epochs = table[f"rung_{rung}_epochs"].dropna()
-        label = f"rung {rung} ({int(epochs.iloc[0])} epochs)" if len(epochs) else f"rung {rung}"
-        shown = ~np.isnan(values)
-        bars = ax.barh(positions[shown] + (len(rungs) / 2 - offset - 0.5) * height,
-                       values[shown], height, color=colours[offset % len(colours)],
-                       label=label, edgecolor=["black" if s else "none" for s in
-                                               table["selected"].to_numpy()[shown]])
-        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
-    shown_names = table["written"] if "written" in table else table["policy"]
-    names = [f"{place}. {name if len(name) <= 60 else name[:57] + '...'}"
-             for place, name in zip(table["place"], shown_names, strict=True)]
-    ax.set_yticks(positions, names, fontsize=7)
-    ax.set_xlim(0, 1.08)
-    ax.set_xlabel("validation balanced accuracy")
+    for state, colour, face in (("complete", "#2171b5", "#2171b5"),
+                                ("pruned", "#6baed6", "white")):
+        rows = table[(table["state"] == state) & table["value"].notna()]
+        ax.errorbar(rows["trial"], rows["value"], yerr=2 * rows["standard_error"], fmt="o",
+                    capsize=2, color=colour, markerfacecolor=face,
+                    label="finished" if state == "complete" else "cut")
+    finished = table[table["state"] == "complete"]
+    ax.step(finished["trial"], finished["value"].cummax(), where="post", color="black",
+            linewidth=1, label="best so far")
+    chosen = table[table["selected"]]
+    ax.scatter(chosen["trial"], chosen["value"], s=180, facecolors="none",
+               edgecolors="#d94801", linewidths=2, label="chosen", zorder=3)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation score (+- 2 standard errors)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def importance_figure(table: pd.DataFrame) -> Figure:
+    """The searched parameters' importances (Optuna's fANOVA), one bar each."""
+    if table.empty:
+        return note_figure("no parameter importances: fewer than five finished trials, "
+                            "or nothing varied")
+    table = table.sort_values("importance")
+    fig = Figure(figsize=(7.0, 0.4 * len(table) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    bars = ax.barh(table["parameter"], table["importance"], color="#6baed6")
+    ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("share of the score's variance (fANOVA)")
+    ax.set_title("parameter importances", fontsize=10)
     return fig
 
 

@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from visrec.core.plots.style import MAX_INCHES
+from visrec.core.plots.style import MAX_INCHES, note_figure
 
 RIGHT_COLOUR = "#2ca02c"  # frame of a neighbour of the query's class
 WRONG_COLOUR = "#d62728"  # frame of a neighbour of another class
@@ -26,15 +26,6 @@ RETRIEVAL_CURVES = {
     "val_precision_at_1": "val Precision@1",
     "val_ema_mean_average_precision_at_r": "val MAP@R (EMA weights)",
 }
-
-
-def _note_figure(text: str) -> Figure:
-    """A small figure that only says ``text`` (nothing to draw)."""
-    fig = Figure(figsize=(6.0, 1.2), layout="constrained")
-    ax = fig.add_subplot()
-    ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True)
-    return fig
 
 
 def _short(text: str, limit: int = 18) -> str:
@@ -89,7 +80,7 @@ def retrieval_gallery_figure(queries: list[torch.Tensor], neighbours: list[list[
                              f"{len(neighbour_labels[row])} labels, "
                              f"{len(similarities[row])} similarities")
     if not queries:
-        return _note_figure(f"{title}: no queries")
+        return note_figure(f"{title}: no queries")
     n_rows, n_cols = len(queries), 1 + max(len(images) for images in neighbours)
     fig = Figure(figsize=(min(MAX_INCHES, 1.5 * n_cols + 0.4),
                           min(MAX_INCHES, 1.8 * n_rows + 0.6)), layout="constrained")
@@ -215,7 +206,7 @@ def per_class_figure(table: pd.DataFrame, title: str) -> Figure:
         title: Title of the figure.
     """
     if table.empty:
-        return _note_figure(f"{title}: no classes")
+        return note_figure(f"{title}: no classes")
     shown = table.head(MAX_BAR_CLASSES)
     if len(table) > len(shown):
         title = f"{title}\n(the worst {len(shown)} of {len(table)} classes)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,6 @@ from visrec.core.train.distributed import (
     launch,
     process_group,
 )
-from visrec.core.train.live import LiveLog
 from visrec.core.train.loop import fit
 from visrec.core.train.model_spec import ModelSpec, make_model, state_on_cpu
 from visrec.core.train.tasks import Task
@@ -95,7 +95,8 @@ class TrainingJob:
         device: ``cpu`` or ``cuda`` (each worker takes ``cuda:<local rank>``).
         checkpoints: Where the epochs' checkpoints go, or None.
         fingerprint: Identifies settings, data and code in the checkpoint.
-        live: Writes the per-epoch metrics (dvclive), or None.
+        live: Called with the history after each epoch by the main process (dvclive's
+            :class:`LiveLog`, the tuning's reporter), or None.
         backend: Process-group backend of several processes.
         sync_bn: Synchronise BatchNorm statistics across processes (CUDA).
         launch: How many processes on how many machines, or None for this process.
@@ -108,7 +109,7 @@ class TrainingJob:
     device: str = "cpu"
     checkpoints: CheckpointStore | None = None
     fingerprint: str = ""
-    live: LiveLog | None = None
+    live: Callable[[list[dict[str, Any]]], None] | None = None
     backend: str = "gloo"
     sync_bn: bool = False
     launch: LaunchSpec | None = None

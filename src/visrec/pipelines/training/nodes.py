@@ -3,12 +3,13 @@ re-training when the balance plan asks for it, and the weight sets with their co
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from visrec.core.augment import AugmentationSpec
-from visrec.core.balance import BalancePlan
+from visrec.core.augment import AugmentationSpec, SearchChoice
+from visrec.core.balance import BalancePlan, make_balance_plan
 from visrec.core.data import ImageCache, IngestionReport
 from visrec.core.models import (
     BalanceSummary,
@@ -29,9 +30,53 @@ from visrec.core.train import (
     train,
 )
 from visrec.core.train import retrain_classifiers as core_retrain
-from visrec.params import TrainingParams
+from visrec.params import AugmentationParams, ClassBalanceParams, TrainingParams
+from visrec.params.tuning import merged
 
 logger = logging.getLogger(__name__)
+
+
+def apply_tuned_parameters(
+        tuned_parameters: dict[str, Any], class_counts: pd.DataFrame,
+        balance_plan: BalancePlan, augmentation_spec: AugmentationSpec,
+        training: TrainingParams, class_balance: ClassBalanceParams,
+        augmentation: AugmentationParams) -> tuple[TrainingParams, BalancePlan,
+                                                   AugmentationSpec]:
+    """The settings of the run: the configured ones, with the keys the tuning chose.
+
+    Args:
+        tuned_parameters: The tuning's choice (``training``, ``augmentation.policy`` and
+            ``class_balance.strategy`` keys); only ``search`` when tuning is off.
+        class_counts: Images per class and split (a chosen strategy's plan).
+        balance_plan: The configured balance plan.
+        augmentation_spec: The configured policy.
+        training: The ``training`` block.
+        class_balance: The ``class_balance`` block.
+        augmentation: The ``augmentation`` block.
+
+    Returns:
+        ``(training, balance_plan, augmentation_spec)`` for the run.
+    """
+    search = tuned_parameters.get("search", {})
+    if "training" in tuned_parameters:
+        training = TrainingParams.model_validate(
+            merged(training.model_dump(), tuned_parameters["training"]))
+    strategy = tuned_parameters.get("class_balance", {}).get("strategy")
+    if strategy is not None:
+        chosen = ClassBalanceParams.model_validate(class_balance.model_dump()
+                                                   | {"strategy": strategy})
+        balance_plan = make_balance_plan(class_counts, chosen.settings())
+    policy = tuned_parameters.get("augmentation", {}).get("policy")
+    if policy is not None:
+        augmentation_spec = augmentation.spec(policy, "tuned_parameters: augmentation.policy")
+        augmentation_spec = augmentation_spec.model_copy(update={"search": SearchChoice(
+            candidate=int(search.get("trial", -1)), written=policy)})
+    if "trial" in search:
+        logger.info("training with the settings of tuning trial %d of study %s (%.3f +- "
+                    "%.3f): %s", search["trial"], search.get("study"), search.get("value"),
+                    search.get("standard_error"),
+                    {key: value for key, value in tuned_parameters.items() if key != "search"})
+    return training, balance_plan, augmentation_spec
 
 
 def resolve_model_inputs(ingestion_report: IngestionReport, model: str,

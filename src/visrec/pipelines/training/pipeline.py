@@ -1,13 +1,15 @@
 """training: a timm model trained with the Bag of Tricks, SWA and EMA, resumable, on 1-N
 processes; classifier re-training when the balance plan asks for it; the weight sets.
 
-In ``kedro viz`` each step is a node with its inputs: the model's input config, the
-training run, classifier re-training, the weight sets with their configs, the curve.
+In ``kedro viz`` each step is a node with its inputs: the settings of the run (the
+configured ones with the tuning's choice applied), the model's input config, the training
+run, classifier re-training, the weight sets with their configs, the curve.
 """
 
 from kedro.pipeline import Pipeline, node, pipeline
 
 from .nodes import (
+    apply_tuned_parameters,
     make_weight_sets,
     plot_learning_curve,
     resolve_model_inputs,
@@ -17,13 +19,18 @@ from .nodes import (
 
 # What every step after the run reads besides the weights: the images and how they are
 # read, augmented and balanced, with the training parameters and seed.
-RUN_INPUTS = ["image_manifest", "image_cache", "ingestion_report", "balance_plan",
-              "augmentation_spec", "model_inputs", "params:training", "params:seed"]
+RUN_INPUTS = ["image_manifest", "image_cache", "ingestion_report", "run_balance_plan",
+              "run_augmentation_spec", "model_inputs", "run_training", "params:seed"]
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
     """The training pipeline."""
     return pipeline([
+        node(apply_tuned_parameters,
+             inputs=["tuned_parameters", "class_counts", "balance_plan", "augmentation_spec",
+                     "params:training", "params:class_balance", "params:augmentation"],
+             outputs=["run_training", "run_balance_plan", "run_augmentation_spec"],
+             name="apply_tuned_parameters"),
         node(resolve_model_inputs,
              inputs=["ingestion_report", "params:training.model", "params:training.image_size"],
              outputs="model_inputs", name="resolve_model_inputs"),

@@ -1,0 +1,47 @@
+"""dvc.yaml wraps the Kedro pipelines: one stage per stage of `train` and `metric_learning`,
+each running its pipeline, with the files the next stage reads among its outputs."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+from visrec.pipeline_registry import TRAIN_STAGES
+
+DVC_YAML = PROJECT_ROOT / "dvc.yaml"
+
+
+def _stages() -> dict:
+    return yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))["stages"]
+
+
+def _paths(entries: list) -> set[str]:
+    return {next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries}
+
+
+def test_every_stage_of_train_runs_its_pipeline():
+    stages = _stages()
+    assert {*TRAIN_STAGES, "demo_data", "metric_learning"} <= set(stages)
+    for name in TRAIN_STAGES:
+        assert stages[name]["cmd"] == f"kedro run --env ${{kedro_env}} --pipelines={name}"
+
+
+def test_the_tuning_hands_its_choice_to_training():
+    stages = _stages()
+    tuned = "data/05_model_input/tuned_parameters.yml"
+    assert tuned in _paths(stages["tuning"]["outs"])
+    assert tuned in stages["training"]["deps"]
+    # The study is kept between runs (a killed search resumes), not cached.
+    study = next(entry for entry in stages["tuning"]["outs"]
+                 if isinstance(entry, dict) and "data/07_model_output/tuning/study.db" in entry)
+    assert study["data/07_model_output/tuning/study.db"] == {"cache": False, "persist": True}
+
+
+def test_every_dependency_of_a_stage_is_made_by_an_earlier_one_or_is_a_source():
+    stages = _stages()
+    made: set[str] = set()
+    for name, stage in stages.items():
+        for dependency in stage.get("deps", []):
+            if dependency.startswith("data/") and not dependency.startswith("data/01_raw"):
+                assert dependency in made, (name, dependency)
+        made |= _paths(stage.get("outs", [])) | _paths(stage.get("metrics", []))
