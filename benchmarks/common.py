@@ -30,6 +30,7 @@ def make_project(workdir: Path, root: Path = ROOT) -> Path:
     The package is imported from the installed visrec (or ``PYTHONPATH``), so the
     repository's data/ is never touched by a benchmark.
     """
+    workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(root / "pyproject.toml", workdir)
     shutil.copy(root / ".telemetry", workdir)  # nothing leaves the machine
     shutil.copytree(root / "conf", workdir / "conf", ignore=shutil.ignore_patterns("local"))
