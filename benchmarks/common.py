@@ -131,11 +131,25 @@ def write_shape_pngs(folder: Path, n: int, side: int = 32) -> None:
         pool.map(_write_shape_pngs, tasks)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    """One line naming the machine the figures come from."""
+    """One line naming the machine the figures come from: CPU and the vector instructions
+    torch's kernels use (results differ between them), cores, memory, Python, torch."""
+    import torch  # noqa: PLC0415
+
     memory = psutil.virtual_memory().total / 2**30
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GiB, "
-            f"Python {platform.python_version()}")
+    return (f"{_cpu_model()} ({platform.machine()}, torch kernels "
+            f"{torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, "
+            f"{memory:.0f} GiB, Python {platform.python_version()}, torch {torch.__version__}")
 
 
 class TreeMemory:

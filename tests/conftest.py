@@ -90,6 +90,7 @@ def tiny_params(digits_folder: Path, tmp_path: Path) -> dict:
                                        schedule={"warmup_epochs": 1}, num_workers=0,
                                        ema={"enabled": False}),
         "tuned_parameters": {"search": {"enabled": False}},  # tuning off: nothing changes
+        "params:tuning.enabled": False,
         "training_checkpoints": CheckpointStore(tmp_path / "checkpoints"),
         "training_live": LiveLog(tmp_path / "dvclive"),
         "params:training.image_size": 32,

@@ -15,6 +15,7 @@ from kedro.config import OmegaConfigLoader
 
 from tests.conftest import PROJECT_ROOT
 from visrec.params import Params
+from visrec.params.tuning import merged
 from visrec.settings import CONFIG_LOADER_ARGS
 
 P = TypeVar("P", bound=Params)
@@ -26,17 +27,6 @@ def base_values() -> dict[str, Any]:
     loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"),
                                **(CONFIG_LOADER_ARGS | {"default_run_env": "base"}))
     return dict(loader["parameters"])
-
-
-def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` merged in, nested dicts key by key."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def base_raw(kind: type[Params], /, **overrides: Any) -> dict[str, Any]:

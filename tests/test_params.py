@@ -12,7 +12,7 @@ import yaml
 from kedro.config import OmegaConfigLoader
 
 import visrec.params
-from tests.params import base_params, base_raw, merged
+from tests.params import base_params, base_raw
 from visrec.core.balance import BALANCE_STRATEGIES
 from visrec.core.seeding import seed_everything
 from visrec.params import (
@@ -28,6 +28,7 @@ from visrec.params import (
     TrainingParams,
 )
 from visrec.params.project import SEED_MAX, check_parameters
+from visrec.params.tuning import merged
 from visrec.settings import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

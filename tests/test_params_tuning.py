@@ -74,11 +74,31 @@ def test_the_configured_settings_are_always_in_the_space():
     ({"recipe": {"swa": {"lr": {"low": 0.0, "high": 0.1}}}},
      "tuning.space.recipe.swa.lr = 0.0: training.swa.lr = 0.0: Input should be greater"),
     ({"recipe": {"lrr": {"low": 0.1, "high": 0.2}}}, "tuning.space.recipe.lrr = 0.1"),
+    ({"recipe": {"epochs": {"low": 5, "high": 10}}},
+     "tuning.space.recipe.epochs: not searched (the budget is counted in trainings of "
+     "training.epochs); set training.epochs itself"),
+    ({"recipe": {"image_size": {"choices": [32, 64]}}},
+     "tuning.space.recipe.image_size: not searched (the proxies train the configured model"),
+    ({"recipe": {"swa": {"start_epoch": {"low": 20, "high": 25}}}},
+     "tuning.space.recipe.swa.start_epoch: a range of 20 to 25 cannot hold the configured "
+     "training.swa.start_epoch = None, which the first trial tries: give {choices: [...]}"),
 ])
 def test_a_bad_space_value_names_its_key(space, expected):
     with pytest.raises(ParameterError) as caught:
         _space(**space)
     assert expected in str(caught.value)
+
+
+@pytest.mark.faults
+def test_a_log_range_cannot_reach_a_configured_zero():
+    values = base_values()
+    tuning = TuningParams.model_validate(values["tuning"])
+    with pytest.raises(ParameterError) as caught:
+        tuning.search_space(values["training"] | {"weight_decay": 0.0},
+                            values["augmentation"], values["class_balance"])
+    assert ("tuning.space.recipe.weight_decay: a range of 1e-05 to 0.002 on a log scale "
+            "cannot hold the configured training.weight_decay = 0.0, which the first trial "
+            "tries: give log: false, or configure a value > 0") in str(caught.value)
 
 
 @pytest.mark.faults

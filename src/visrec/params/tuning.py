@@ -4,6 +4,8 @@ policy, the class-balance strategy and the training recipe."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -13,6 +15,17 @@ from visrec.core.tune import Dimension, SearchSpace, strategy_choice
 from visrec.params.base import ParameterError, Params
 
 RANGE_KEYS = {"low", "high", "log"}
+_MACHINE = "a setting of the machine, not of the recipe"
+_MODEL = "the proxies train the configured model on its own input"
+NOT_SEARCHED = {  # training keys the recipe may not search, and why
+    "epochs": "the budget is counted in trainings of training.epochs",
+    "model": _MODEL, "pretrained_path": _MODEL, "image_size": _MODEL,
+    "resume": _MACHINE, "device": _MACHINE, "devices": _MACHINE, "num_workers": _MACHINE,
+    "distributed": _MACHINE, "precision": _MACHINE, "channels_last": _MACHINE,
+    "compile": _MACHINE,
+}
+# Keys that differ between the machines sharing a study without changing what it compares.
+MACHINE_KEYS = frozenset(key for key, why in NOT_SEARCHED.items() if why == _MACHINE)
 
 
 def _leaf(value: Any) -> bool:
@@ -89,6 +102,16 @@ def merged(block: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def settings_digest(training: Any, class_balance: Any, augmentation: Any) -> str:
+    """A digest of the blocks a search starts from (the machine's keys aside): training
+    applies a search's choice only to the settings it was made for."""
+    blocks = {"training": {key: value for key, value in plain(training).items()
+                           if key not in MACHINE_KEYS},
+              "class_balance": plain(class_balance), "augmentation": plain(augmentation)}
+    return hashlib.sha256(json.dumps(blocks, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
 
 
 def value_at(block: Mapping[str, Any], path: str) -> Any:
@@ -205,10 +228,29 @@ class TuningParams(Params):
                   f"tuning.space.class_balance[{index}]")
         dimensions = parse_recipe(space.recipe)
         for dimension in dimensions:
+            where = f"tuning.space.recipe.{dimension.path}"
+            fixed = NOT_SEARCHED.get(dimension.path.split(".")[0])
+            if fixed:
+                problems.append(f"{where}: not searched ({fixed}); set training."
+                                f"{dimension.path} itself")
+                continue
+            try:
+                configured = value_at(training, dimension.path)
+            except (KeyError, TypeError):  # an unknown key: the check below names it
+                configured = 0.0 if dimension.low is None else dimension.low
+            numeric = isinstance(configured, int | float) and not isinstance(configured, bool)
+            unreachable = not numeric or (dimension.log and configured <= 0)
+            if dimension.choices is None and unreachable:
+                problems.append(
+                    f"{where}: a range of {dimension.low:g} to {dimension.high:g}"
+                    f"{' on a log scale' if dimension.log else ''} cannot hold the configured "
+                    f"training.{dimension.path} = {configured!r}, which the first trial "
+                    "tries: " + ("give log: false, or configure a value > 0" if numeric
+                                 else "give {choices: [...]} instead"))
+                continue
             values = dimension.choices or (dimension.low, dimension.high)
             for value in values:
-                check(TrainingParams, training, dimension.path, value,
-                      f"tuning.space.recipe.{dimension.path}")
+                check(TrainingParams, training, dimension.path, value, where)
         if problems:
             raise ParameterError("\n" + "\n".join(problems))
         return SearchSpace(policies=_with_configured(space.policies, augmentation["policy"],
@@ -236,8 +278,6 @@ def _reaching(dimension: Dimension, configured: Any) -> Dimension:
         if configured in dimension.choices:
             return dimension
         return Dimension(dimension.path, choices=(configured, *dimension.choices))
-    assert dimension.low is not None and dimension.high is not None
-    if not isinstance(configured, int | float) or isinstance(configured, bool):
-        return dimension
+    assert dimension.low is not None and dimension.high is not None  # a number: checked
     return Dimension(dimension.path, low=min(dimension.low, float(configured)),
                      high=max(dimension.high, float(configured)), log=dimension.log)

@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from tests.conftest import write_images
-from tests.params import base_params, merged
+from tests.params import base_params
 from tests.pipelines.helpers import only, run_pipeline
 from visrec.core.augment import make_eval_transform
 from visrec.core.data import make_demo_digits, read_cache
@@ -20,6 +20,7 @@ from visrec.core.models import embedder_from_weight_set
 from visrec.core.retrieval import per_query_figures
 from visrec.core.train import CheckpointStore, LiveLog
 from visrec.params import IngestionParams, MetricLearningParams
+from visrec.params.tuning import merged
 from visrec.pipelines import ingestion
 from visrec.pipelines.embedding import create_pipeline
 
@@ -199,10 +200,12 @@ def test_history_and_figures(trained):
     assert np.isfinite(history["train_loss"]).all()
     assert history["train_active"].between(0, 1).all()
     assert history["val_mean_average_precision_at_r"].between(0, 1).all()
-    # The final weights' validation figures are the last epoch's.
+    # The final weights' validation figures are the last epoch's. Embedded again in other
+    # batches, two near-tied distances may swap by float rounding (seen with AVX2 kernels:
+    # 4e-5): a rank metric is not continuous, so the tolerance is one such swap.
     final = trained["embedding_models"]["final"].config.val_metrics
     assert final["mean_average_precision_at_r"] == pytest.approx(
-        history["val_mean_average_precision_at_r"].iloc[-1])
+        history["val_mean_average_precision_at_r"].iloc[-1], abs=1e-3)
     for name in ("metric_learning_curve", "retrieval_gallery", "embedding_map",
                  "per_class_retrieval_chart"):
         assert isinstance(trained[name], Figure), name

@@ -77,13 +77,27 @@ def test_the_search_spends_its_budget_and_training_applies_its_choice(
     assert sorted(catalog["tuning_policy_previews"].load()) == ["policy_1", "policy_2"]
 
     training, plan_used, spec = apply_tuned_parameters(
-        tuned, upstream["class_counts"], upstream["balance_plan"],
+        tuned, True, upstream["class_counts"], upstream["balance_plan"],
         upstream["augmentation_spec"], tiny_params["params:training"],
         tiny_params["params:class_balance"], tiny_params["params:augmentation"])
     assert training.lr == pytest.approx(chosen["training.lr"])
     assert training.epochs == tiny_params["params:training"].epochs  # the rest as configured
     assert plan_used.strategy == "class_balanced_sampler"
     assert spec.search is not None and spec.search.candidate == chosen["trial"]
+
+    # Chosen for other settings (the training pipeline run alone after a change): refused.
+    changed = tiny_params["params:training"].model_copy(update={"epochs": 3})
+    with pytest.raises(ValueError, match=r"chosen for other training, class_balance or "
+                                         r"augmentation settings.*tuning.enabled=false"):
+        apply_tuned_parameters(tuned, True, upstream["class_counts"],
+                               upstream["balance_plan"], upstream["augmentation_spec"],
+                               changed, tiny_params["params:class_balance"],
+                               tiny_params["params:augmentation"])
+    # Tuning off: the file is not read, whatever it holds.
+    assert apply_tuned_parameters(
+        tuned, False, upstream["class_counts"], upstream["balance_plan"],
+        upstream["augmentation_spec"], changed, tiny_params["params:class_balance"],
+        tiny_params["params:augmentation"])[0] == changed
 
     # Run again: the study resumes, the budget is spent, no trial runs again.
     trials = len(optuna.load_study(study_name=tuned["search"]["study"],
@@ -99,7 +113,7 @@ def test_tuning_off_changes_nothing(tiny_params, upstream, tmp_path):
     tuned = catalog["tuned_parameters"].load()
     assert tuned == {"search": {"enabled": False}}
     training, plan, spec = apply_tuned_parameters(
-        tuned, upstream["class_counts"], upstream["balance_plan"],
+        tuned, False, upstream["class_counts"], upstream["balance_plan"],
         upstream["augmentation_spec"], tiny_params["params:training"],
         tiny_params["params:class_balance"], tiny_params["params:augmentation"])
     assert (training, plan, spec) == (tiny_params["params:training"], upstream["balance_plan"],

@@ -51,6 +51,7 @@ from visrec.core.tune.study import (
     make_sampler,
     make_storage,
     open_study,
+    policy_cost,
     safe_url,
     spent,
 )
@@ -61,6 +62,6 @@ __all__ = [
     "EvidencePruner", "Noise", "Outcome", "Report", "Search", "SearchPlan", "SearchSpace",
     "StudyMismatch", "Trainer", "candidates", "choose", "epoch_cost", "epoch_images",
     "first_cut", "importances", "leaderboard", "make_plan", "make_pruner", "make_sampler",
-    "make_storage", "open_study", "proxy_size", "safe_url", "spent", "strategy_choice",
-    "strategy_value", "subset_rows", "tied_with_best", "tuned_parameters",
+    "make_storage", "open_study", "policy_cost", "proxy_size", "safe_url", "spent",
+    "strategy_choice", "strategy_value", "subset_rows", "tied_with_best", "tuned_parameters",
 ]

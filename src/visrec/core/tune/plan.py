@@ -24,6 +24,7 @@ import pandas as pd
 
 from visrec.core.balance import BalancePlan
 from visrec.core.records import Record
+from visrec.core.tune.space import strategy_choice
 
 VAL_WEIGHT = 1.0 / 3.0  # a forward pass costs about a third of a training step
 FULL_LENGTH_TRIALS = 8  # proxy trials that fit the budget run to the end
@@ -139,7 +140,7 @@ def make_plan(budget: float, epochs: int, configured: BalancePlan,
         val_images: Images of the validation split.
     """
     training_cost = epochs * epoch_cost(epoch_images(configured), val_images)
-    configured_subset = strategies.get(configured.strategy)
+    configured_subset = strategies.get(strategy_choice(configured.requested))
     own = (epoch_images(configured_subset) if configured_subset is not None
            else sum(subset_counts))
     costliest = max([own, *(epoch_images(plan) for plan in strategies.values())])

@@ -64,16 +64,19 @@ def leaderboard(study: optuna.Study, noise: Noise, training_cost: float) -> pd.D
     return table
 
 
-def importances(study: optuna.Study) -> pd.DataFrame:
-    """How much of the score's variance each searched parameter explains (Optuna's fANOVA
-    over the finished trials); empty with fewer than :data:`MIN_TRIALS_FOR_IMPORTANCE`."""
+def importances(study: optuna.Study, seed: int = 0) -> pd.DataFrame:
+    """How much of the score's variance each searched parameter explains (fANOVA over the
+    finished trials, its random forest seeded with ``seed``); empty with fewer than
+    :data:`MIN_TRIALS_FOR_IMPORTANCE`."""
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(finished) < MIN_TRIALS_FOR_IMPORTANCE or not any(t.params for t in finished):
         return pd.DataFrame(columns=["parameter", "importance"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            found = optuna.importance.get_param_importances(study, normalize=True)
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed),
+                normalize=True)
         except (RuntimeError, ValueError) as error:  # all params constant, one trial, ...
             logger.info("tuning: no parameter importances: %s", error)
             return pd.DataFrame(columns=["parameter", "importance"])
@@ -102,11 +105,12 @@ def tuned_parameters(study: optuna.Study, space: SearchSpace, noise: Noise,
         ValueError: If no trial finished.
     """
     winner = choose(candidates(study), noise)
-    trial = study.trials[winner.number]
+    trials = study.get_trials(deepcopy=False)
+    trial = trials[winner.number]
     settings = space.fixed() | trial.params
     return {"search": {
         "study": study.study_name, "trial": trial.number, "value": winner.value,
         "standard_error": noise.standard_error(winner.value),
         "configured": bool(trial.user_attrs.get(CONFIGURED, False)),
-        "trials": len(study.trials),
+        "trials": len(trials),
         "spent_trainings": spent(study) / training_cost}, **_nested(settings)}

@@ -29,7 +29,8 @@ from optuna.pruners import BasePruner, HyperbandPruner, NopPruner, SuccessiveHal
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
 from tqdm.auto import tqdm
 
 from visrec.core.tune.evidence import Candidate, EvidencePruner, Noise, choose
@@ -44,6 +45,7 @@ HEARTBEAT_SECONDS = 10  # a running trial writes a heartbeat this often
 GRACE_SECONDS = 30  # a trial silent this long belongs to a dead process
 RETRIES = 2  # times the settings of a dead process's trial are queued again
 CONFIGURED = "configured"  # user attribute of the trial of the settings as configured
+POLICY_COST = "augmentation_us:"  # study attribute prefix: a policy's time per image
 # A failed trial (a diverged recipe, a dead process) spent what it ran; its retry counts
 # again: the search errs on the side of the budget.
 SPENT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
@@ -81,14 +83,32 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS,
                  grace: int = GRACE_SECONDS) -> RDBStorage:
     """An Optuna RDB storage with the heartbeat on (every ``heartbeat`` seconds; a trial
     silent for ``grace`` seconds is failed and queued again); SQLite waits for its lock."""
-    engine: dict[str, Any] = ({"connect_args": {"timeout": 120}} if url.startswith("sqlite")
-                              else {"pool_pre_ping": True})
+    sqlite = url.startswith("sqlite")
+    # SQLite: no transaction handling of Python's sqlite3 module (see _write_locked).
+    engine: dict[str, Any] = ({"connect_args": {"timeout": 120, "isolation_level": None}}
+                              if sqlite else {"pool_pre_ping": True})
     with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                          grace_period=grace,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                              max_retry=RETRIES))
+        storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                             grace_period=grace,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                 max_retry=RETRIES))
+    if sqlite:
+        event.listen(storage.engine, "begin", _write_locked)
+    return storage
+
+
+def _write_locked(connection: Connection) -> None:
+    """Begin each SQLite transaction with the write lock (``BEGIN IMMEDIATE``).
+
+    Python's sqlite3 module begins a transaction only at the first write, and SQLite
+    ignores the ``SELECT ... FOR UPDATE`` with which Optuna claims a queued trial: two
+    processes could both read the trial as waiting and both run it (seen: the configured
+    trial run by both processes of the shared-study test). With the lock taken at the
+    start, the read and the write of a claim are one step. SQLAlchemy's recipe for
+    pysqlite's transactions; the connections are made without sqlite3's own handling.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sampler(name: str, seed: int) -> BaseSampler:
@@ -131,7 +151,7 @@ def open_study(url: str, name: str, fingerprint: str, sampler: BaseSampler,
     """
     path = make_url(url).database if url.startswith("sqlite") else None
     turn = FileLock(f"{path}.lock") if path and path != ":memory:" else nullcontext()
-    with turn:
+    with turn:  # SQLite: the study is made, stamped and seeded before another process looks
         storage = make_storage(url, heartbeat, grace)
         try:
             study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
@@ -139,18 +159,31 @@ def open_study(url: str, name: str, fingerprint: str, sampler: BaseSampler,
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(storage=storage, study_name=name, sampler=sampler,
                                       pruner=NopPruner())
-    stored = study.user_attrs.get("fingerprint")
-    if stored is None:  # made here, or beforehand (optuna create-study)
-        study.set_user_attr("fingerprint", fingerprint)
-    elif stored != fingerprint:
-        raise StudyMismatch(
-            f"tuning.study_name = {name!r}: that study in {safe_url(url)} was started for "
-            "other data, another space or other settings; give another tuning.study_name "
-            "(or null: one name per settings), or delete it: optuna delete-study "
-            f"--storage URL --study-name {name}")
-    if first is not None and not study.trials:
-        study.enqueue_trial(dict(first), user_attrs={CONFIGURED: True})
+        stored = study.user_attrs.get("fingerprint")
+        if stored is None:  # made here, or beforehand (optuna create-study)
+            study.set_user_attr("fingerprint", fingerprint)
+        elif stored != fingerprint:
+            raise StudyMismatch(
+                f"tuning.study_name = {name!r}: that study in {safe_url(url)} was started "
+                "for other data, another space or other settings; give another "
+                "tuning.study_name (or null: one name per settings), or delete it: optuna "
+                f"delete-study --storage URL --study-name {name}")
+        if first is not None and not study.get_trials(deepcopy=False):
+            # Another server's process may be here at the same moment (no file lock
+            # there): the same settings are queued once.
+            study.enqueue_trial(dict(first), user_attrs={CONFIGURED: True},
+                                skip_if_exists=True)
     return study
+
+
+def policy_cost(study: optuna.Study, policy: str, measure: Callable[[], float]) -> float:
+    """``policy``'s augmentation time per image (us) as the study keeps it: measured by the
+    first process that needs it, so that every process sharing the study breaks ties on
+    the same figures (a timing differs from run to run and from machine to machine)."""
+    key = f"{POLICY_COST}{policy}"
+    if key not in study.user_attrs:
+        study.set_user_attr(key, measure())
+    return float(study.user_attrs[key])
 
 
 def safe_url(url: str) -> str:
@@ -205,6 +238,7 @@ class Search:
     trainer: Trainer
     pruner: str = "successive_halving"
     reduction_factor: int = 3
+    catch: tuple[type[Exception], ...] = (FloatingPointError,)
     _bar: Any = field(default=None, init=False, repr=False)
 
     def fits(self) -> bool:
@@ -213,21 +247,33 @@ class Search:
 
     def run(self) -> None:
         """Run trials until the budget would be overrun (no trial starts then)."""
+        # A trial of a process that died is failed (and queued again) now, not only when
+        # the next trial starts: a run that finds the budget spent reports it failed.
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.9, like the heartbeat
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged here
+        try:
+            self._run()
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
+    def _run(self) -> None:
         self._set_pruner()
+        trials = len(self.study.get_trials(deepcopy=False))
         if not self.fits():
             logger.info("tuning: the budget is spent (%d trials, %.2f trainings); nothing "
-                        "to run", len(self.study.trials), spent(self.study) /
-                        self.plan.training_cost)
+                        "to run", trials, spent(self.study) / self.plan.training_cost)
             return
         start = time.monotonic()
         with tqdm(total=round(self.plan.budget_cost), initial=round(spent(self.study)),
                   unit="img", unit_scale=True, desc="tuning", disable=None) as self._bar:
             self.study.optimize(self._objective, callbacks=[self._after_trial],
-                                catch=(FloatingPointError,))
+                                catch=self.catch)
         logger.info("tuning: %d trials in the study, %.2f trainings spent, %.0f s here",
-                    len(self.study.trials), spent(self.study) / self.plan.training_cost,
-                    time.monotonic() - start)
+                    len(self.study.get_trials(deepcopy=False)),
+                    spent(self.study) / self.plan.training_cost, time.monotonic() - start)
 
     def _set_pruner(self) -> None:
         cut = first_cut(self.study, self.noise)
@@ -236,6 +282,8 @@ class Search:
 
     def _objective(self, trial: Trial) -> float:
         settings = self.space.suggest(trial)
+        # A retry of a dead process's trial inherits its attributes: it has spent nothing.
+        trial.set_user_attr("cost", 0.0)
         spent_before = 0.0
 
         def report(epoch: int, value: float, cost: float) -> None:
@@ -262,10 +310,10 @@ class Search:
             self._set_pruner()  # (here or in another process sharing the study)
         best = self.best()
         if self._bar is not None:
+            done = len(study.get_trials(deepcopy=False))
             self._bar.set_postfix_str(
-                f"{len(study.trials)} trials, best #{best.number} {best.value:.3f} +- "
-                f"{self.noise.standard_error(best.value):.3f}" if best else
-                f"{len(study.trials)} trials")
+                f"{done} trials, best #{best.number} {best.value:.3f} +- "
+                f"{self.noise.standard_error(best.value):.3f}" if best else f"{done} trials")
         if trial.state == TrialState.COMPLETE and trial.value is not None:
             logger.info("tuning: trial %d scored %.3f +- %.3f (%s)", trial.number, trial.value,
                         self.noise.standard_error(trial.value), trial.params)

@@ -31,13 +31,13 @@ from visrec.core.train import (
 )
 from visrec.core.train import retrain_classifiers as core_retrain
 from visrec.params import AugmentationParams, ClassBalanceParams, TrainingParams
-from visrec.params.tuning import merged
+from visrec.params.tuning import merged, settings_digest
 
 logger = logging.getLogger(__name__)
 
 
 def apply_tuned_parameters(
-        tuned_parameters: dict[str, Any], class_counts: pd.DataFrame,
+        tuned_parameters: dict[str, Any], tuning_enabled: bool, class_counts: pd.DataFrame,
         balance_plan: BalancePlan, augmentation_spec: AugmentationSpec,
         training: TrainingParams, class_balance: ClassBalanceParams,
         augmentation: AugmentationParams) -> tuple[TrainingParams, BalancePlan,
@@ -47,6 +47,8 @@ def apply_tuned_parameters(
     Args:
         tuned_parameters: The tuning's choice (``training``, ``augmentation.policy`` and
             ``class_balance.strategy`` keys); only ``search`` when tuning is off.
+        tuning_enabled: ``tuning.enabled``: false trains the configured settings whatever
+            the file holds.
         class_counts: Images per class and split (a chosen strategy's plan).
         balance_plan: The configured balance plan.
         augmentation_spec: The configured policy.
@@ -56,8 +58,22 @@ def apply_tuned_parameters(
 
     Returns:
         ``(training, balance_plan, augmentation_spec)`` for the run.
+
+    Raises:
+        ValueError: If the choice was made for other settings than the configured ones
+            (the training pipeline run alone after a parameter changed).
     """
     search = tuned_parameters.get("search", {})
+    if not tuning_enabled:
+        return training, balance_plan, augmentation_spec
+    based_on = search.get("based_on")
+    if based_on is not None and based_on != settings_digest(training, class_balance,
+                                                            augmentation):
+        raise ValueError(
+            f"tuned_parameters (trial {search.get('trial')} of study {search.get('study')}) "
+            "were chosen for other training, class_balance or augmentation settings than "
+            "these: run the tuning again first (kedro run --pipelines=train, or dvc repro), "
+            "or give tuning.enabled=false to train with the configured settings")
     if "training" in tuned_parameters:
         training = TrainingParams.model_validate(
             merged(training.model_dump(), tuned_parameters["training"]))

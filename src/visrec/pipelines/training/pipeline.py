@@ -27,8 +27,9 @@ def create_pipeline(**kwargs: object) -> Pipeline:
     """The training pipeline."""
     return pipeline([
         node(apply_tuned_parameters,
-             inputs=["tuned_parameters", "class_counts", "balance_plan", "augmentation_spec",
-                     "params:training", "params:class_balance", "params:augmentation"],
+             inputs=["tuned_parameters", "params:tuning.enabled", "class_counts",
+                     "balance_plan", "augmentation_spec", "params:training",
+                     "params:class_balance", "params:augmentation"],
              outputs=["run_training", "run_balance_plan", "run_augmentation_spec"],
              name="apply_tuned_parameters"),
         node(resolve_model_inputs,

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
 from visrec.core.balance import BalancePlan, make_balance_plan
@@ -40,7 +41,7 @@ from visrec.core.tune import (
     tuned_parameters,
 )
 from visrec.params import AugmentationParams, ClassBalanceParams, TrainingParams, TuningParams
-from visrec.params.tuning import value_at
+from visrec.params.tuning import MACHINE_KEYS, settings_digest, value_at
 
 from .proxy import ProxyTrainer
 
@@ -142,7 +143,8 @@ def run_search(tuning_study: str, tuning_plan: SearchPlan, manifest: pd.DataFram
     noise = Noise(_val_counts(manifest, ingestion_report), tuning.metric)
     rows = subset_rows(manifest, tuning_plan.subset, seed)
     blocks: dict[str, Any] = {
-        "training": training.model_dump(), "class_balance": class_balance.model_dump(),
+        "training": training.model_dump(exclude=set(MACHINE_KEYS)),
+        "class_balance": class_balance.model_dump(),
         "augmentation": augmentation.model_dump(), "seed": seed, "metric": tuning.metric}
     fingerprint = _fingerprint(manifest, tuning_plan, space, blocks)
     url = tuning.storage or tuning_study
@@ -156,7 +158,7 @@ def run_search(tuning_study: str, tuning_plan: SearchPlan, manifest: pd.DataFram
     study = open_study(url, name, fingerprint, make_sampler(tuning.sampler, seed),
                        first=space.searched(configured))
     logger.info("tuning: study %r in %s, %d trials so far", name, safe_url(url),
-                len(study.trials))
+                len(study.get_trials(deepcopy=False)))
     trainer = ProxyTrainer(
         rows=rows, cache=cache, report=ingestion_report,
         inputs=model_inputs(training.model, training.image_size,
@@ -165,9 +167,11 @@ def run_search(tuning_study: str, tuning_plan: SearchPlan, manifest: pd.DataFram
         plans=_strategy_plans(space, count_classes(rows, list(ingestion_report.classes)),
                               class_balance),
         plan=tuning_plan, metric=tuning.metric, seed=seed,
-        device=select_device(training.device))
+        device=select_device(training.device), study=study)
+    # A diverged recipe, or one too big for the device's memory, fails its trial alone.
     Search(study=study, plan=tuning_plan, space=space, noise=noise, trainer=trainer,
-           pruner=tuning.pruner.name, reduction_factor=tuning.pruner.reduction_factor).run()
+           pruner=tuning.pruner.name, reduction_factor=tuning.pruner.reduction_factor,
+           catch=(FloatingPointError, torch.OutOfMemoryError)).run()
     table = leaderboard(study, noise, tuning_plan.training_cost)
     if not (table["state"] == "complete").any():
         reason = ("every trial failed (see the log)" if len(table) else
@@ -175,9 +179,10 @@ def run_search(tuning_study: str, tuning_plan: SearchPlan, manifest: pd.DataFram
                   f"{tuning_plan.max_trial_cost / tuning_plan.training_cost:.2f} training)")
         logger.warning("tuning: %s; training keeps the configured settings", reason)
         return (table, pd.DataFrame(columns=["parameter", "importance"]),
-                {"search": {"study": name, "trials": len(study.trials), "kept": reason}})
-    return (table, importances(study),
-            tuned_parameters(study, space, noise, tuning_plan.training_cost))
+                {"search": {"study": name, "trials": len(table), "kept": reason}})
+    chosen = tuned_parameters(study, space, noise, tuning_plan.training_cost)
+    chosen["search"]["based_on"] = settings_digest(training, class_balance, augmentation)
+    return table, importances(study, seed), chosen
 
 
 def plot_search(tuning_leaderboard: pd.DataFrame, tuning_importances: pd.DataFrame,

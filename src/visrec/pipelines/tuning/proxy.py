@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import optuna
 import pandas as pd
 import torch
 
@@ -27,6 +28,7 @@ from visrec.core.tune import (
     SearchPlan,
     epoch_cost,
     epoch_images,
+    policy_cost,
 )
 from visrec.params import AugmentationParams, TrainingParams
 from visrec.params.tuning import with_value
@@ -87,6 +89,8 @@ class ProxyTrainer:
         metric: ``tuning.metric``.
         seed: The same for every trial: settings differ, the draw of data does not.
         device: Where the proxies train.
+        study: Keeps each policy's time per image for every process (ties go to the
+            cheaper setting, by the same figures everywhere).
     """
 
     rows: pd.DataFrame
@@ -100,29 +104,37 @@ class ProxyTrainer:
     metric: str
     seed: int
     device: torch.device
+    study: optuna.Study
     policy_costs: dict[str, float] = field(default_factory=dict)
 
     def params(self, settings: dict[str, Any]) -> TrainingParams:
         """The proxy's training block: the trial's recipe keys set, ``plan.proxy_epochs``
-        epochs (warm-up and frozen epochs scaled down, SWA from its fraction), one process,
-        no checkpoint to resume."""
+        epochs (every length in epochs scaled with them: frozen, warm-up, step and cycle
+        epochs; SWA from its fraction), one process, no checkpoint to resume."""
         raw = copy.deepcopy(self.training)
         for path, value in settings.items():
             if path.startswith(RECIPE_PREFIX):
                 raw = with_value(raw, path.removeprefix(RECIPE_PREFIX), value)
-        epochs, proxy = raw["epochs"], self.plan.proxy_epochs
+        proxy = self.plan.proxy_epochs
+        ratio = proxy / raw["epochs"]
+        schedule, swa = raw["schedule"], raw["swa"]
         raw |= {"epochs": proxy, "resume": "never", "devices": 1,
-                "freeze_backbone_epochs": min(raw["freeze_backbone_epochs"],
-                                              max(proxy - 1, 0))}
-        raw["schedule"] = raw["schedule"] | {
-            "warmup_epochs": round(raw["schedule"]["warmup_epochs"] * proxy / epochs)}
-        raw["swa"] = raw["swa"] | {"start_epoch": None}
+                "freeze_backbone_epochs": min(round(raw["freeze_backbone_epochs"] * ratio),
+                                              proxy - 1)}
+        raw["schedule"] = schedule | {
+            "warmup_epochs": round(schedule["warmup_epochs"] * ratio),
+            "step_epochs": max(1, round(schedule["step_epochs"] * ratio)),
+            "cycle_epochs": schedule["cycle_epochs"] * ratio}
+        raw["swa"] = swa | {"start_epoch": None,
+                            "anneal_epochs": round(swa["anneal_epochs"] * ratio),
+                            "cycle_epochs": max(1, round(swa["cycle_epochs"] * ratio))}
         return TrainingParams.model_validate(raw)
 
     def _cost_us(self, spec: AugmentationSpec) -> float:
         if spec.policy not in self.policy_costs:
-            self.policy_costs[spec.policy] = policy_cost_us(
-                spec, self.rows, self.cache, self.report, self.inputs, self.seed)
+            self.policy_costs[spec.policy] = policy_cost(
+                self.study, spec.policy, lambda: policy_cost_us(
+                    spec, self.rows, self.cache, self.report, self.inputs, self.seed))
         return self.policy_costs[spec.policy]
 
     def __call__(self, settings: dict[str, Any], report: Report) -> Outcome:
