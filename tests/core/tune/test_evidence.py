@@ -43,8 +43,14 @@ def test_above_chance_and_differences_need_two_standard_errors():
     assert noise.above_chance(0.1 + 1.1 * margin)
     assert not noise.differs(0.80, 0.76)
     assert noise.differs(0.80, 0.70)
-    with pytest.raises(ValueError, match="every class needs validation images"):
-        Noise((10, 0))
+    with pytest.raises(ValueError, match=r"validation images per class \(0, 0\): a score"):
+        Noise((0, 0))
+
+
+def test_a_class_without_validation_images_counts_for_chance_only():
+    noise = Noise((10, 90, 0))  # a rare class of a long tail: none in the val split
+    assert noise.chance == pytest.approx(1 / 3)  # a guess spreads over every class
+    assert noise.standard_error(0.5) == Noise((10, 90)).standard_error(0.5)
 
 
 def _study() -> optuna.Study:

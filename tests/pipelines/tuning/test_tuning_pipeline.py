@@ -123,12 +123,25 @@ def test_tuning_off_changes_nothing(tiny_params, upstream, tmp_path):
 
 
 @pytest.mark.faults
-def test_the_search_needs_validation_images_of_every_class(tiny_params, tmp_path):
+def test_the_search_needs_a_validation_split(tiny_params, tmp_path):
     no_val = tiny_params | {"params:ingestion": tiny_params["params:ingestion"].model_copy(
         update={"val_fraction": 0.0})}
-    with pytest.raises(Exception, match=r"tuning needs validation images of every class.*"
-                                        r"val_fraction"):
+    with pytest.raises(Exception, match=r"tuning needs validation images, and the val split "
+                                        r"is empty: set ingestion.val_fraction > 0"):
         _run(no_val, _upstream(no_val), _tuning(), tmp_path / "study.db")
+
+
+def test_a_class_without_validation_images_is_named_and_the_rest_scored(
+        tiny_params, upstream, tmp_path, caplog):
+    manifest = upstream["image_manifest"].copy()
+    rare = manifest["label"].astype(str).min()  # all its val images go to training
+    manifest.loc[(manifest["label"].astype(str) == rare) & (manifest["split"] == "val"),
+                 "split"] = "train"
+    catalog = _run(tiny_params, upstream | {"image_manifest": manifest}, _tuning(budget=0.5),
+                   tmp_path / "study.db")
+    assert f"1 class(es) have no validation image ({rare})" in caplog.text
+    table = catalog["tuning_leaderboard"].load()
+    assert (table["state"] == "complete").any() and (table["standard_error"] > 0).all()
 
 
 @pytest.mark.faults

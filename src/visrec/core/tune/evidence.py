@@ -33,7 +33,9 @@ class Noise:
     """The sampling noise of a validation score.
 
     Attributes:
-        val_counts: Validation images per class.
+        val_counts: Validation images per class. A class without any (a rare class of a
+            long tail) is left out of the balanced accuracy, as the training loop's score
+            leaves it out, but still counts for chance: a guess spreads over every class.
         metric: ``balanced_accuracy`` or ``accuracy``.
         z: Standard errors of a difference that make two scores differ.
     """
@@ -45,8 +47,9 @@ class Noise:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r}: use one of {', '.join(METRICS)}")
-        if not self.val_counts or min(self.val_counts) < 1:
-            raise ValueError("every class needs validation images to measure a score")
+        if sum(self.val_counts) < 1 or min(self.val_counts) < 0:
+            raise ValueError(f"validation images per class {self.val_counts}: a score needs "
+                             "some")
 
     @property
     def chance(self) -> float:
@@ -59,8 +62,8 @@ class Noise:
         """Binomial standard error of the score ``value``."""
         spread = max(value * (1.0 - value), 0.0)
         if self.metric == "balanced_accuracy":
-            classes = len(self.val_counts)
-            return math.sqrt(spread * sum(1.0 / n for n in self.val_counts)) / classes
+            present = [n for n in self.val_counts if n > 0]
+            return math.sqrt(spread * sum(1.0 / n for n in present)) / len(present)
         return math.sqrt(spread / sum(self.val_counts))
 
     def above_chance(self, value: float) -> bool:

@@ -62,13 +62,22 @@ def _strategy_plans(space: SearchSpace, counts: pd.DataFrame,
         raw | {"strategy": strategy_value(choice)}).settings()) for choice in space.strategies}
 
 
-def _val_counts(manifest: pd.DataFrame, report: IngestionReport) -> tuple[int, ...]:
+def _val_counts(manifest: pd.DataFrame, report: IngestionReport,
+                warn: bool = False) -> tuple[int, ...]:
+    """Validation images per class; ``warn``: log the classes without any (scored
+    without them)."""
     counts = count_classes(manifest, list(report.classes))
-    if (counts["val"] == 0).any():
-        empty = counts.loc[counts["val"] == 0, "label"].tolist()
-        raise ValueError(f"tuning needs validation images of every class; none of "
-                         f"{empty[:10]}: set ingestion.val_fraction > 0 (or give a val "
-                         "folder), or tuning.enabled: false")
+    empty = counts.loc[counts["val"] == 0, "label"].astype(str).tolist()
+    if len(empty) == len(counts):
+        raise ValueError("tuning needs validation images, and the val split is empty: set "
+                         "ingestion.val_fraction > 0 (or give a val folder), or "
+                         "tuning.enabled: false")
+    if empty and warn:
+        logger.warning(
+            "tuning: %d class(es) have no validation image (%s): the search scores the "
+            "other %d; give them more images (or a val folder) to tune for them too",
+            len(empty), ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else ""),
+            len(counts) - len(empty))
     return tuple(int(n) for n in counts["val"])
 
 
@@ -90,7 +99,7 @@ def plan_search(manifest: pd.DataFrame, ingestion_report: IngestionReport,
         seed: Draws the subset.
     """
     space = _space(tuning, training, class_balance, augmentation)
-    val_images = sum(_val_counts(manifest, ingestion_report)) if tuning.enabled else 0
+    val_images = sum(_val_counts(manifest, ingestion_report, warn=True)) if tuning.enabled else 0
     train_images = int((manifest["split"] == "train").sum())
     proxy_epochs, share = proxy_size(tuning.budget, training.epochs, train_images,
                                      val_images)
