@@ -71,13 +71,18 @@ def _run_trial(study: optuna.Study, scores: list[float]) -> TrialState:
     return TrialState.COMPLETE
 
 
+def _pruning_study(pruner: str) -> optuna.Study:
+    """A study whose ``pruner`` may cut from epoch 1 of 9, keeping a third."""
+    study = _study()
+    study.pruner = make_pruner(pruner, 1, 9, 3, Noise(TEN))
+    return study
+
+
 @pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
 def test_a_score_at_chance_level_never_decides_a_cut(pruner):
     """Optuna's pruner alone would cut the second trial (worse at every rung); the first is
     at chance, so the cut is not taken."""
-    noise = Noise(TEN)
-    study = _study()
-    study.pruner = make_pruner(pruner, 1, 9, 3, noise)
+    study = _pruning_study(pruner)
     assert _run_trial(study, [0.1] * 9) == TrialState.COMPLETE
     assert _run_trial(study, [0.0] * 9) == TrialState.COMPLETE
     assert _run_trial(study, [0.05] * 9) == TrialState.COMPLETE
@@ -85,9 +90,7 @@ def test_a_score_at_chance_level_never_decides_a_cut(pruner):
 
 @pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
 def test_a_score_above_chance_cuts_a_clearly_worse_trial(pruner):
-    noise = Noise(TEN)
-    study = _study()
-    study.pruner = make_pruner(pruner, 1, 9, 3, noise)
+    study = _pruning_study(pruner)
     assert _run_trial(study, [0.9] * 9) == TrialState.COMPLETE
     assert _run_trial(study, [0.1] * 9) == TrialState.PRUNED
     # Within the noise of the better one: not cut, though the inner pruner says so.
