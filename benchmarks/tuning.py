@@ -83,7 +83,8 @@ def _served(project: Path) -> dict:
     table = pd.read_csv(project / "data/08_reporting/weight_sets.csv")
     served = table[table["served"]].iloc[0]
     return {"weights": served["weights"], "balanced_accuracy": float(served["balanced_accuracy"]),
-            "few_shot_accuracy": float(served["few_shot_accuracy"])}
+            # Balanced data has no few-shot group, and no column for it.
+            "few_shot_accuracy": float(served.get("few_shot_accuracy", float("nan")))}
 
 
 def _project(data: str, workdir: Path) -> tuple[Path, dict]:
