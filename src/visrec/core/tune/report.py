@@ -4,7 +4,6 @@ the parameters' importances, and the chosen settings as a parameters file."""
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import optuna
@@ -13,7 +12,7 @@ from optuna.trial import TrialState
 
 from visrec.core.tune.evidence import Noise, choose
 from visrec.core.tune.space import STRATEGY, SearchSpace, strategy_value
-from visrec.core.tune.study import CONFIGURED, candidates, spent
+from visrec.core.tune.study import CONFIGURED, candidates, experimental_ok, spent
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +70,7 @@ def importances(study: optuna.Study, seed: int = 0) -> pd.DataFrame:
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(finished) < MIN_TRIALS_FOR_IMPORTANCE or not any(t.params for t in finished):
         return pd.DataFrame(columns=["parameter", "importance"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         try:
             found = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed),

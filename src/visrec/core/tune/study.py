@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +79,15 @@ class Outcome:
 Trainer = Callable[[dict[str, Any], Report], Outcome]
 
 
+@contextmanager
+def experimental_ok() -> Iterator[None]:
+    """Optuna's APIs marked "experimental" (the heartbeat since 2.9, fANOVA), used
+    knowingly: their warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def make_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS,
                  grace: int = GRACE_SECONDS) -> RDBStorage:
     """An Optuna RDB storage with the heartbeat on (every ``heartbeat`` seconds; a trial
@@ -87,8 +96,7 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS,
     # SQLite: no transaction handling of Python's sqlite3 module (see _write_locked).
     engine: dict[str, Any] = ({"connect_args": {"timeout": 120, "isolation_level": None}}
                               if sqlite else {"pool_pre_ping": True})
-    with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
                              grace_period=grace,
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
@@ -249,8 +257,7 @@ class Search:
         """Run trials until the budget would be overrun (no trial starts then)."""
         # A trial of a process that died is failed (and queued again) now, not only when
         # the next trial starts: a run that finds the budget spent reports it failed.
-        with warnings.catch_warnings():  # "experimental" since Optuna 2.9, like the heartbeat
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             optuna.storages.fail_stale_trials(self.study)
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged here
