@@ -21,9 +21,11 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 ENV = {"KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1", "COLUMNS": "200"}
 
 
-def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the kedro CLI in ``project``; fail the test with its output when it fails."""
-    result = subprocess.run([KEDRO, *args], cwd=project, env=os.environ | ENV,
+def kedro(project: Path, *args: str, check: bool = True,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the kedro CLI in ``project`` (in ``env``, by default this process's); fail the
+    test with its output when it fails."""
+    result = subprocess.run([KEDRO, *args], cwd=project, env=(env or os.environ) | ENV,
                             capture_output=True, check=False, text=True, timeout=900)
     if check and result.returncode != 0:
         pytest.fail(f"kedro {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

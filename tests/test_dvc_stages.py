@@ -45,3 +45,18 @@ def test_every_dependency_of_a_stage_is_made_by_an_earlier_one_or_is_a_source():
             if dependency.startswith("data/") and not dependency.startswith("data/01_raw"):
                 assert dependency in made, (name, dependency)
         made |= _paths(stage.get("outs", [])) | _paths(stage.get("metrics", []))
+
+
+def test_the_served_models_are_dvc_model_artifacts():
+    """`artifacts:` names each served model folder, an output of its stage, as a model
+    with a description (what `dvc artifacts get` and DVC Studio's registry read)."""
+    from dvc.repo import Repo
+
+    artifacts = Repo(str(PROJECT_ROOT)).artifacts.read()["dvc.yaml"]
+    stages = _stages()
+    outputs = set().union(*(_paths(stage.get("outs", [])) for stage in stages.values()))
+    assert {name: artifact.path for name, artifact in artifacts.items()} == {
+        "classifier": "data/06_models/served", "embedder": "data/06_models/embedder_served"}
+    for name, artifact in artifacts.items():
+        assert artifact.type == "model" and len(artifact.desc) > 40, name
+        assert artifact.path in outputs, name

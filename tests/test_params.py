@@ -287,6 +287,14 @@ def test_pretrained_path_must_exist(tmp_path):
     assert params.pretrained_path == str(present)
 
 
+def test_pretrained_and_a_weights_file_are_one_source_too_many(tmp_path):
+    present = tmp_path / "weights.safetensors"
+    present.write_bytes(b"\0")
+    message = _error(TrainingParams, {"pretrained": True, "pretrained_path": str(present)})
+    assert (f"training.pretrained = true and training.pretrained_path = '{present}': give "
+            "one source of weights") in message
+
+
 @pytest.mark.parametrize(("epochs", "warmup"), [(5, 4), (1, 0), (2, 0), (2, 2), (3, 7)])
 def test_any_warmup_is_valid_training_shortens_it(epochs, warmup):
     params = base_params(TrainingParams, epochs=epochs, schedule={"warmup_epochs": warmup})

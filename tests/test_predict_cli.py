@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.cli import kedro
+from tests.cli import ENV, kedro
 
 pytestmark = pytest.mark.slow
 
@@ -57,3 +60,47 @@ def test_predict_without_input_names_the_parameter(trained_project: Path):
     result = kedro(trained_project, "run", "--env", "test", "--pipeline=predict", check=False)
     assert result.returncode != 0
     assert "predict.input is not set" in result.stdout + result.stderr
+
+
+VISREC = str(Path(sys.executable).with_name("visrec"))
+
+
+def _visrec(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([VISREC, *args], cwd=cwd, env=os.environ | ENV, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def test_visrec_predict_from_anywhere_writes_where_asked(trained_project: Path, tmp_path: Path):
+    """`visrec predict FOLDER --out FILE`: the project found upward from the working
+    directory, or given with --project; relative paths taken from the working directory."""
+    source = trained_project / "data/01_raw/demo/test/4"
+    new = tmp_path / "inbox"
+    new.mkdir()
+    for image in sorted(source.glob("*.png"))[:3]:
+        shutil.copy(image, new / image.name)
+    (new / "notes.txt").write_text("not an image\n")
+
+    inside = trained_project / "data" / "01_raw"  # below the project root: found upward
+    result = _visrec("predict", str(new), "--out", str(tmp_path / "out/inside.csv"), cwd=inside)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"3 images classified into {tmp_path / 'out/inside.csv'}; 1 files could not be "
+            f"read (reasons in {tmp_path / 'out/inside_failures.csv'})") in result.stdout
+    inside_table = pd.read_csv(tmp_path / "out/inside.csv", dtype={"label_1": str})
+    assert sorted(inside_table["path"]) == sorted(p.name for p in new.glob("*.png"))
+    failures = pd.read_csv(tmp_path / "out/inside_failures.csv")
+    assert failures.set_index("path")["reason"].to_dict() == {"notes.txt": "not_an_image"}
+
+    # Elsewhere, with --project, and the input and output relative to the working directory.
+    result = _visrec("predict", "inbox", "--out", "elsewhere.csv", "--top-k", "2",
+                     "--project", str(trained_project), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    elsewhere = pd.read_csv(tmp_path / "elsewhere.csv", dtype={"label_1": str})
+    assert list(elsewhere.columns) == ["path", "label_1", "probability_1", "label_2",
+                                       "probability_2"]
+    assert elsewhere["label_1"].tolist() == inside_table["label_1"].tolist()
+
+    # Outside any project, without --project: the command says what to do.
+    outside = _visrec("predict", "inbox", "--out", "x.csv", cwd=tmp_path)
+    assert outside.returncode != 0
+    assert f"no visrec project in {tmp_path} or above it" in outside.stderr
+    assert "--project DIR" in outside.stderr

@@ -16,6 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.cli import assert_same_results, copy_project, kedro, kill_mid_epoch_then_resume
+from tests.hub import ARCHITECTURE, REPO_ID, offline_env, write_hub_cache
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -111,3 +112,24 @@ def test_two_cpu_processes_train_the_demo_as_well_as_one(prepared):
     for name in ("final", "swa", "ema"):
         assert abs(scores[2][name] - scores[1][name]) <= 0.03, scores
     assert scores[1]["swa"] > 0.9, scores
+
+
+def test_pretrained_hub_weights_train_offline_from_the_cache(prepared, tmp_path):
+    """``training.pretrained=true`` with ``HF_HUB_OFFLINE=1``: without the weights in the
+    cache the run stops before any node, naming the model and what to do; with them
+    cached it trains from them."""
+    cache = tmp_path / "hub"
+    pretrained = ["run", "--env", "test", "--pipelines=training", "--params",
+                  "training.pretrained=true,training.resume=never"]
+    stopped = kedro(prepared, *pretrained, check=False, env=offline_env(cache))
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode != 0
+    assert (f"training.pretrained = true: the pretrained weights of '{ARCHITECTURE}' (hub "
+            f"repository {REPO_ID}) are not in the Hugging Face cache") in " ".join(output.split())
+    assert "Running node" not in output and "Completed node" not in output
+
+    write_hub_cache(cache)
+    trained = kedro(prepared, *pretrained, env=offline_env(cache))
+    assert "Completed node: train_model" in " ".join((trained.stdout + trained.stderr).split())
+    history = pd.read_csv(prepared / "data/08_reporting/training_history.csv")
+    assert len(history) >= 1

@@ -172,22 +172,18 @@ def _stop_process_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_TIMEOUT_S)
 
 
-@pytest.fixture(scope="module")
-def viz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
-    """Run ``kedro viz run`` on a free port for the module; check its cleanup afterwards."""
+def _serve(project: Path, log_dir: Path) -> Iterator[VizServer]:
+    """Run ``kedro viz run`` in ``project`` on a free port; check its cleanup afterwards."""
     port = _free_port()
-    server = VizServer(
-        url=f"http://127.0.0.1:{port}/",
-        port=port,
-        log_path=tmp_path_factory.mktemp("kedro_viz") / "server.log",
-    )
+    server = VizServer(url=f"http://127.0.0.1:{port}/", port=port,
+                       log_path=log_dir / "server.log")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1"}
     command = [str(KEDRO), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(port)]
     with server.log_path.open("wb") as log:
         # A new session makes the server and its uvicorn child one process group.
         proc = subprocess.Popen(
             command,
-            cwd=PROJECT_ROOT,
+            cwd=project,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -206,6 +202,19 @@ def viz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
     while not _port_is_free(port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _port_is_free(port), f"port {port} is still taken after kedro viz was stopped"
+
+
+@pytest.fixture(scope="module")
+def viz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
+    """``kedro viz run`` in the repository, for the module."""
+    yield from _serve(PROJECT_ROOT, tmp_path_factory.mktemp("kedro_viz"))
+
+
+@pytest.fixture(scope="module")
+def trained_viz_server(trained_project: Path,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizServer]:
+    """``kedro viz run`` in a project after a whole run: every dataset has its file."""
+    yield from _serve(trained_project, tmp_path_factory.mktemp("kedro_viz_trained"))
 
 
 @pytest.fixture(scope="module")
@@ -461,3 +470,68 @@ def test_viz_page_draws_metric_learning_graph_in_chromium(
         f"missing: {sorted(expected_names - collector.task_names)}; "
         f"not of metric_learning: {sorted(collector.task_names - expected_names)}"
     )
+
+
+# A table, a metric file and a figure of `train`, the preview kedro viz gives each, and the
+# wrapped type it names.
+PREVIEWED = {"training_history": ("TablePreview", "pandas.CSVDataset"),
+             "metrics": ("JSONPreview", "json.JSONDataset"),
+             "confusion_matrix": ("ImagePreview", "matplotlib.MatplotlibDataset")}
+
+
+@pytest.mark.slow
+def test_viz_api_previews_tables_metrics_and_figures(trained_viz_server: VizServer,
+                                                     trained_project: Path) -> None:
+    """/api/nodes/<id> of a CSV, a JSON metric file and a PNG carries a preview of the file
+    on disk, names the wrapped dataset type, and every dataset of `train` has its layer."""
+    import base64
+
+    import pandas as pd
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(PROJECT_ROOT)
+    view = trained_viz_server.get_json("api/pipelines/train")
+    datasets = {node["name"]: node for node in view["nodes"] if node["type"] == "data"}
+    for name, (kind, wrapped) in PREVIEWED.items():
+        metadata = trained_viz_server.get_json(f"api/nodes/{datasets[name]['id']}")
+        assert metadata.get("preview_type") == kind, (name, metadata)
+        assert metadata["type"] == f"atomic.AtomicDataset[{wrapped}]", metadata["type"]
+        path = trained_project / metadata["filepath"]
+        if kind == "TablePreview":
+            table = pd.read_csv(path)
+            assert metadata["preview"]["columns"] == list(table.columns)
+            assert metadata["preview"]["data"][0] == pytest.approx(table.iloc[0].tolist())
+        elif kind == "JSONPreview":
+            assert json.loads(metadata["preview"]) == json.loads(path.read_text())
+        else:
+            assert base64.b64decode(metadata["preview"]) == path.read_bytes()
+    # Layers: each dataset drawn in `train` sits in the layer of its data/ folder.
+    assert view["layers"] == ["raw", "intermediate", "feature", "model_input", "models",
+                              "model_output", "reporting"], view["layers"]
+    train_datasets = pipelines["train"].datasets()
+    unlayered = sorted(name for name, node in datasets.items()
+                       if name in train_datasets and not name.startswith("params:")
+                       and not node.get("layer"))
+    assert not unlayered, f"datasets of train without a layer: {unlayered}"
+    assert datasets["confusion_matrix"]["layer"] == "reporting"
+    assert datasets["image_manifest"]["layer"] == "intermediate"
+
+
+@pytest.mark.slow
+def test_viz_page_shows_a_figure_preview_in_chromium(chromium: Path,
+                                                    trained_viz_server: VizServer,
+                                                    trained_project: Path,
+                                                    tmp_path: Path) -> None:
+    """With the confusion matrix selected (the page's own ``sid`` link), the metadata panel
+    shows the figure: the PNG on disk, inlined in the page."""
+    import base64
+
+    view = trained_viz_server.get_json("api/pipelines/train")
+    node = next(node for node in view["nodes"] if node["name"] == "confusion_matrix")
+    page = f"{trained_viz_server.url}?pid=train&sid={node['id']}&sn=confusion_matrix"
+    dom = run_chromium(chromium, tmp_path / "profile", "--dump-dom", page).stdout
+    assert "pipeline-metadata__preview" in dom, dom[-2000:]
+    png = base64.b64encode(
+        (trained_project / "data/08_reporting/confusion_matrix.png").read_bytes()).decode()
+    assert f"data:image/png;base64,{png}" in dom

@@ -13,6 +13,7 @@ from safetensors import safe_open
 from visrec.core.augment import make_spec
 from visrec.core.models import (
     CONFIG_FILE,
+    TIMM_KEYS,
     WEIGHTS_FILE,
     BalanceSummary,
     WeightSet,
@@ -36,16 +37,15 @@ def _config(classes: list[str], **changes: object) -> WeightSetConfig:
 
 
 def _weight_set(seed: int, classes: list[str]) -> WeightSet:
-    generator = torch.Generator().manual_seed(seed)
-    return WeightSet(
-        weights={
-            "conv.weight": torch.randn(4, 3, 3, 3, generator=generator),
-            "fc.weight": torch.randn(len(classes), 4, generator=generator),
-            "bn.num_batches_tracked": torch.tensor(7, dtype=torch.int64),
-            "half": torch.randn(2, 2, generator=generator).to(torch.float16),
-        },
-        config=_config(classes),
-    )
+    """The weights of a timm ``test_resnet`` of ``classes``, initialised from ``seed``, with
+    a batch count as training leaves it (an int64 tensor)."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model("test_resnet", num_classes=len(classes))
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    weights["bn1.num_batches_tracked"] = torch.tensor(7, dtype=torch.int64)
+    return WeightSet(weights=weights, config=_config(classes))
 
 
 def _assert_same(loaded: dict[str, WeightSet], saved: dict[str, WeightSet]) -> None:
@@ -88,8 +88,14 @@ def test_files_on_disk_are_safetensors_and_json(tmp_path, models):
         with safe_open(folder / WEIGHTS_FILE, framework="pt") as handle:
             assert set(handle.keys()) == set(models[name].weights)
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        assert config == models[name].config.to_json()
-        assert WeightSetConfig.from_json(config) == models[name].config
+        # timm's hub config (written by timm.models.save_for_hf) beside visrec's record.
+        own = {key: value for key, value in config.items() if key not in TIMM_KEYS}
+        assert own == models[name].config.to_json()
+        assert WeightSetConfig.from_json(own) == models[name].config
+        assert config["architecture"] == "test_resnet" and config["num_classes"] == 3
+        assert config["label_names"] == ["a", "b", "c"]
+        assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+        assert config["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
     # No staging or retired folders are left beside the dataset.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
 
@@ -193,14 +199,12 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    import torch
-
     from visrec.datasets import SafetensorsModelsDataset
 
     umask = os.umask(0o022)
     try:
         dataset = SafetensorsModelsDataset(path=str(tmp_path / "models"))
-        dataset.save({"final": WeightSet({"w": torch.zeros(2)}, _config(["a"]))})
+        dataset.save({"final": _weight_set(0, ["a"])})
     finally:
         os.umask(umask)
     folder = tmp_path / "models"
@@ -234,8 +238,10 @@ def test_single_model_save_replaces_the_previous_one(tmp_path):
 
 @pytest.mark.parametrize("broken", [
     WeightSet({"fc.weight": [[1.0, 2.0]]}, _config(["a"])),  # not a tensor
-    WeightSet({"w": torch.zeros(2)}, _config(["a"], training={"device": torch.device("cpu")})),
-], ids=["weights", "config"])
+    WeightSet(_weight_set(0, ["a"]).weights,
+              _config(["a"], training={"device": torch.device("cpu")})),
+    WeightSet({"fc.weight": torch.zeros(1, 4)}, _config(["a"])),  # not test_resnet's
+], ids=["weights", "config", "architecture"])
 def test_single_model_failed_save_keeps_the_previous_weights(tmp_path, broken):
     served = _weight_set(3, ["a", "b", "c"])
     dataset = SafetensorsModelDataset(path=str(tmp_path / "served"))
@@ -291,4 +297,6 @@ def test_read_and_write_weight_set(tmp_path):
     # The config is written with sorted keys and a final newline (diff-friendly).
     text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
     assert text.endswith("}\n")
-    assert text == json.dumps(weight_set.config.to_json(), indent=2, sort_keys=True) + "\n"
+    config = json.loads(text)
+    assert text == json.dumps(config, indent=2, sort_keys=True) + "\n"
+    assert {k: v for k, v in config.items() if k not in TIMM_KEYS} == weight_set.config.to_json()

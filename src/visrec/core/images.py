@@ -204,7 +204,20 @@ def read_checked(path: Path, channels: int, max_pixels: int, max_bytes: int | No
             ``truncated``, ``empty_file``, ``too_many_pixels``, ``unreadable``,
             ``not_a_regular_file``, ``too_large``, ``unsupported_format``).
     """
-    data = read_regular_file(path, max_bytes, f"{key}.max_bytes")
+    return decode_checked(read_regular_file(path, max_bytes, f"{key}.max_bytes"), channels,
+                          max_pixels, key)
+
+
+def decode_checked(data: bytes, channels: int, max_pixels: int, key: str = "predict"
+                   ) -> Image.Image:
+    """Decode the bytes of an image file (an upload, say) as :func:`read_checked` does.
+
+    Raises:
+        Rejected: ``empty_file``, ``not_an_image``, ``truncated``, ``too_many_pixels``,
+            ``unsupported_format`` or ``unreadable``.
+    """
+    if not data:
+        raise Rejected("empty_file", "0 bytes")
     with _pixel_limit(max_pixels):
         return _decode(_open(data, max_pixels, f"{key}.max_pixels"), channels)
 

@@ -3,16 +3,50 @@
 The wrapped dataset saves to a temporary file beside the target, which then replaces
 the target with one rename (``os.replace``, atomic on POSIX). A crash mid-save leaves
 the previous file whole instead of a truncated one.
+
+To ``kedro viz`` the wrapper is the dataset it wraps: an entry is an instance of a
+subclass named after the wrapped type (``AtomicDataset[pandas.CSVDataset]``), which
+forwards the wrapped dataset's ``preview`` (with its signature, from which kedro viz
+reads the kind of preview: a table, JSON, an image) when the wrapped type has one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset
+from kedro.io.core import parse_dataset_definition
+
+
+def _type_name(dataset: str | dict[str, Any]) -> str:
+    """The wrapped dataset's type as the catalog names it (``pandas.CSVDataset``)."""
+    name = dataset if isinstance(dataset, str) else dataset.get("type")
+    if not isinstance(name, str):
+        raise ValueError(f"AtomicDataset: dataset = {dataset!r} names no type; expected a "
+                         "type name such as 'pandas.CSVDataset' or a mapping with 'type'")
+    return name
+
+
+@functools.cache
+def _atomic_class(type_name: str) -> type[AtomicDataset]:
+    """The subclass of :class:`AtomicDataset` that wraps ``type_name``, made once."""
+    wrapped, _ = parse_dataset_definition({"type": type_name})
+    namespace: dict[str, Any] = {
+        "__module__": AtomicDataset.__module__,
+        "__qualname__": f"AtomicDataset[{type_name}]",
+        "__doc__": f"{wrapped.__name__} with all-or-nothing saves.",
+    }
+    if callable(getattr(wrapped, "preview", None)):
+        @functools.wraps(wrapped.preview)  # type: ignore[attr-defined]
+        def preview(self: AtomicDataset, *args: Any, **kwargs: Any) -> Any:
+            return self._target.preview(*args, **kwargs)  # type: ignore[attr-defined]
+
+        namespace["preview"] = preview
+    return type(namespace["__qualname__"], (AtomicDataset,), namespace)
 
 
 class AtomicDataset(AbstractDataset[Any, Any]):
@@ -27,6 +61,16 @@ class AtomicDataset(AbstractDataset[Any, Any]):
             type: json.JSONDataset
             save_args: {indent: 2}
     """
+
+    def __new__(cls, filepath: str, dataset: str | dict[str, Any],
+                metadata: dict[str, Any] | None = None) -> AtomicDataset:
+        """An instance of the subclass for the wrapped type (see the module's docstring)."""
+        made = _atomic_class(_type_name(dataset)) if cls is AtomicDataset else cls
+        return super().__new__(made)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The subclasses are made at run time, so a copy is made through the constructor.
+        return AtomicDataset, (str(self._filepath), self._config, self.metadata)
 
     def __init__(self, filepath: str, dataset: str | dict[str, Any],
                  metadata: dict[str, Any] | None = None) -> None:

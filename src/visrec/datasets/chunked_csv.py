@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import TablePreview
 
 from visrec.core.chunks import ChunkedCSV, PartialTable, TableChunk
 
@@ -70,6 +71,10 @@ class ChunkedCSVDataset(AbstractDataset[TableChunk, pd.DataFrame]):
             self._table.append(data)
         except ValueError as error:
             raise DatasetError(str(error)) from error
+
+    def preview(self, nrows: int = 5) -> TablePreview:
+        """The first ``nrows`` rows of the finished table, for ``kedro viz``."""
+        return TablePreview(self.load().head(nrows).to_dict(orient="split"))
 
     def _exists(self) -> bool:
         return self._table.path.is_file()

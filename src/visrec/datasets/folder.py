@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -9,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from kedro.io import AbstractDataset
+from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import ImagePreview
 
 Loaded = TypeVar("Loaded")
 Saved = TypeVar("Saved")
@@ -89,6 +91,14 @@ class FigureFolderDataset(FolderDataset[dict[str, Path], dict[str, Any]]):
                 figure.savefig(folder / f"{name}.png", dpi=self._dpi)
 
         replace_folder(self._path, write)
+
+    def preview(self) -> ImagePreview:
+        """The folder's first figure (by name) as base64 PNG, for ``kedro viz``."""
+        figures = self.load()
+        if not figures:
+            raise DatasetError(f"no PNG in '{self._path}': run the pipeline that writes it")
+        first = next(iter(figures.values()))
+        return ImagePreview(base64.b64encode(first.read_bytes()).decode("ascii"))
 
     def _exists(self) -> bool:
         return self._path.is_dir()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import TablePreview
 
 
 class OptunaStorageDataset(AbstractDataset[None, str]):
@@ -40,6 +41,21 @@ class OptunaStorageDataset(AbstractDataset[None, str]):
     def save(self, data: None) -> None:
         """Refused: trials write the study themselves."""
         raise DatasetError(f"{self._filepath} is written by the study's trials, not saved")
+
+    def preview(self) -> TablePreview:
+        """The studies in the file: name, trials, best value, for ``kedro viz``."""
+        import optuna  # noqa: PLC0415 - loaded only when a preview is asked for
+
+        if not self._filepath.is_file():
+            raise DatasetError(f"no study at '{self._filepath}': run the tuning pipeline")
+        summaries = optuna.get_all_study_summaries(self.load(), include_best_trial=True)
+        return TablePreview({
+            "columns": ["study", "trials", "best trial", "best value"],
+            "index": list(range(len(summaries))),
+            "data": [[summary.study_name, summary.n_trials,
+                      summary.best_trial.number if summary.best_trial else None,
+                      summary.best_trial.value if summary.best_trial else None]
+                     for summary in summaries]})
 
     def _exists(self) -> bool:
         return self._filepath.exists()

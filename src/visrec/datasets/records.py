@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import JSONPreview
 
 from visrec.core.records import Record
 
@@ -78,6 +79,10 @@ class RecordDataset(AbstractDataset[Record, Record]):
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
         self._filepath.write_text(json.dumps(data.to_json(), indent=2) + "\n",
                                   encoding="utf-8")
+
+    def preview(self) -> JSONPreview:
+        """The record's JSON, for ``kedro viz``."""
+        return JSONPreview(json.dumps(self.load().to_json()))
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

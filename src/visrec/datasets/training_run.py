@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from kedro.io import DatasetError
+from kedro_datasets._typing import JSONPreview
 
 from visrec.core.train import CheckpointStore, LiveLog
 from visrec.datasets.folder import FolderDataset
@@ -55,3 +56,10 @@ class LiveDataset(_WrittenByTraining[LiveLog]):
     def load(self) -> LiveLog:
         """A logger writing into the folder."""
         return LiveLog(self._path)
+
+    def preview(self) -> JSONPreview:
+        """The last epoch's metrics (dvclive's ``metrics.json``), for ``kedro viz``."""
+        metrics = self._path / "metrics.json"
+        if not metrics.is_file():
+            raise DatasetError(f"no file at '{metrics}': run the training that writes it")
+        return JSONPreview(metrics.read_text(encoding="utf-8"))

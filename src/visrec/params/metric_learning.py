@@ -167,7 +167,8 @@ class MetricLearningParams(RunParams):
                            .value_counts().to_dict(), self.launch_spec(device).nproc_per_node)
         model = ModelSpec(architecture=self.model, num_outputs=self.embedding_size,
                           channels=report.channels, pretrained_path=self.pretrained_path,
-                          zero_gamma=self.zero_gamma, kind="embedder",
+                          pretrained=self.pretrained, zero_gamma=self.zero_gamma,
+                          kind="embedder",
                           batch_norm=self.embedding_batch_norm, output=self.output)
         task = MetricLearningTask(loss=self.metric_loss(), num_classes=num_classes,
                                   embedding_size=self.embedding_size, knn_backend=self.knn)
@@ -184,7 +185,7 @@ class MetricLearningParams(RunParams):
         validation classes are not its classes."""
         model = ModelSpec(architecture=self.model, num_outputs=num_classes,
                           channels=report.channels, pretrained_path=self.pretrained_path,
-                          zero_gamma=self.zero_gamma)
+                          pretrained=self.pretrained, zero_gamma=self.zero_gamma)
         config = replace(self.fit_config(seed, device), swa=None, ema=None)
         rows = manifest[manifest["split"] == "train"]
         return self._job(rows, cache, report, inputs, seed, device, name="cross_entropy",

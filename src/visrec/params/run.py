@@ -35,6 +35,8 @@ class RunParams(Params):
     """The training recipe a block shares with every other training block."""
 
     model: str = Field(description="any timm architecture name (timm.list_models())")
+    pretrained: bool = Field(description="timm's pretrained weights of the model from the "
+                                         "Hugging Face hub (cached; offline once cached)")
     pretrained_path: str | None = Field(description="local .safetensors or timm checkpoint; "
                                                     "null: from scratch")
     freeze_backbone_epochs: int = Field(ge=0, description="first epochs train only the "
@@ -95,6 +97,13 @@ class RunParams(Params):
 
     @model_validator(mode="after")
     def _consistent_run(self) -> Self:
+        if self.pretrained:
+            if self.pretrained_path is not None:
+                raise ValueError(f"{self.key}.pretrained = true and {self.key}.pretrained_path "
+                                 f"= {self.pretrained_path!r}: give one source of weights")
+            from visrec.core.models.hub import check_hub_weights  # noqa: PLC0415
+
+            check_hub_weights(self.model, f"{self.key}.pretrained")
         if isinstance(self.devices, int) and self.batch_size % self.devices:
             raise ValueError(f"{self.key}.batch_size = {self.batch_size} is the global batch: "
                              f"give a multiple of {self.key}.devices = {self.devices}")

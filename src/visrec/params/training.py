@@ -103,7 +103,7 @@ class TrainingParams(RunParams):
         """The classifier of the run: ``training.model`` with a head per class."""
         return ModelSpec(architecture=self.model, num_outputs=len(report.classes),
                          channels=report.channels, pretrained_path=self.pretrained_path,
-                         zero_gamma=self.zero_gamma)
+                         pretrained=self.pretrained, zero_gamma=self.zero_gamma)
 
     def data(self, manifest: pd.DataFrame, cache: ImageCache, report: IngestionReport,
              plan: BalancePlan, spec: AugmentationSpec, inputs: ModelInputs) -> DataSpec:

@@ -19,7 +19,7 @@ _MACHINE = "a setting of the machine, not of the recipe"
 _MODEL = "the proxies train the configured model on its own input"
 NOT_SEARCHED = {  # training keys the recipe may not search, and why
     "epochs": "the budget is counted in trainings of training.epochs",
-    "model": _MODEL, "pretrained_path": _MODEL, "image_size": _MODEL,
+    "model": _MODEL, "pretrained": _MODEL, "pretrained_path": _MODEL, "image_size": _MODEL,
     "resume": _MACHINE, "device": _MACHINE, "devices": _MACHINE, "num_workers": _MACHINE,
     "distributed": _MACHINE, "precision": _MACHINE, "channels_last": _MACHINE,
     "compile": _MACHINE,

@@ -27,7 +27,8 @@ def _upstream(params):
     return run_pipeline(before, only(params, before))
 
 
-INPUTS = ["trained_models", "image_manifest", "ingestion_report", "class_counts"]
+INPUTS = ["trained_models", "image_manifest", "ingestion_report", "class_counts",
+          "class_balance_report"]
 
 
 def _evaluate(params):

@@ -2,7 +2,9 @@
 sets (tensors and config) as training writes and evaluation, prediction and export read."""
 
 from visrec.core.models.artifact import (
+    CARD_FILE,
     CONFIG_FILE,
+    TIMM_KEYS,
     WEIGHTS_FILE,
     BalanceSummary,
     InputFields,
@@ -41,8 +43,9 @@ from visrec.core.models.weights import (
 )
 
 __all__ = [
-    "CONFIG_FILE", "WEIGHTS_FILE", "BalanceSummary", "EmbedderConfig", "EmbeddingNet",
-    "InputFields", "ModelInputs", "NormalizedFeatures", "WeightSet", "WeightSetConfig",
+    "CARD_FILE", "CONFIG_FILE", "TIMM_KEYS", "WEIGHTS_FILE", "BalanceSummary",
+    "EmbedderConfig", "EmbeddingNet", "InputFields", "ModelInputs", "NormalizedFeatures",
+    "WeightSet", "WeightSetConfig",
     "WeightsError", "cache_resolution", "default_input_size", "embedder_from_weight_set",
     "load_backbone_weights", "load_teacher", "make_classifier", "make_embedder",
     "make_weight_set",

@@ -4,6 +4,13 @@ On disk a weight set is a folder::
 
     model.safetensors   tensors only, never pickle
     config.json         architecture, classes, input config, how it was trained, scores
+    README.md           the model card (the served classifier)
+
+A classifier's folder is also a timm / Hugging Face hub model folder: ``config.json``
+holds timm's keys (``architecture``, ``num_classes``, ``label_names``, ``pretrained_cfg``
+with the input size, interpolation, mean, std and crop) beside visrec's own, written by
+timm's ``save_for_hf``, so ``timm.create_model("local-dir:<folder>", pretrained=True)``
+rebuilds it and ``timm.models.push_to_hf_hub`` conventions hold.
 """
 
 from __future__ import annotations
@@ -23,6 +30,14 @@ from visrec.core.records import Record
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+# The keys timm's hub config adds to a classifier's config.json; visrec's record has its own.
+TIMM_KEYS = frozenset({"num_classes", "num_features", "global_pool", "label_names",
+                       "label_descriptions", "model_args", "pretrained_cfg"})
+# What timm's default pretrained_cfg says of its own ImageNet weights (their tag, licence,
+# paper): not true of weights trained here, so left out of ours.
+FOREIGN_SOURCE_KEYS = ("tag", "license", "origin_url", "paper_ids", "paper_name", "notes",
+                       "hf_hub_id", "hf_hub_filename", "url", "file", "source")
 
 
 class BalanceSummary(Record):
@@ -116,6 +131,7 @@ class WeightSet(Generic[ConfigT]):
 
     weights: dict[str, torch.Tensor]
     config: ConfigT
+    card: str | None = None  # the model card (Markdown), written as README.md
 
 
 def make_weight_set(model: nn.Module, config: ConfigT) -> WeightSet[ConfigT]:
@@ -147,18 +163,53 @@ def model_from_weight_set(weight_set: WeightSet) -> nn.Module:
 
 
 def read_weight_set(folder: Path, config_type: type[Record] = WeightSetConfig) -> WeightSet:
-    """The weight set of a folder (``model.safetensors`` and ``config.json``), its config
-    read as ``config_type``."""
+    """The weight set of a folder (``model.safetensors``, ``config.json`` and the model
+    card when there is one), its config read as ``config_type``."""
     from safetensors.torch import load_file  # noqa: PLC0415
 
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    return WeightSet(load_file(folder / WEIGHTS_FILE), config_type.from_json(config))
+    own = {key: value for key, value in config.items() if key not in TIMM_KEYS}
+    card = folder / CARD_FILE
+    return WeightSet(load_file(folder / WEIGHTS_FILE), config_type.from_json(own),
+                     card.read_text(encoding="utf-8") if card.is_file() else None)
 
 
 def write_weight_set(folder: Path, weight_set: WeightSet) -> None:
-    """Write a weight set's safetensors file and config into ``folder``."""
+    """Write a weight set's safetensors file, config and model card into ``folder``; a
+    classifier's through timm's ``save_for_hf`` (see the module's docstring)."""
     from safetensors.torch import save_file  # noqa: PLC0415
 
-    save_file(weight_set.weights, folder / WEIGHTS_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(weight_set.config.to_json(), indent=2,
-                                                 sort_keys=True) + "\n", encoding="utf-8")
+    own = weight_set.config.to_json()
+    if isinstance(weight_set.config, WeightSetConfig):
+        _save_for_timm(folder, weight_set, own)
+    else:
+        save_file(weight_set.weights, folder / WEIGHTS_FILE)
+        (folder / CONFIG_FILE).write_text(json.dumps(own, indent=2, sort_keys=True) + "\n",
+                                          encoding="utf-8")
+    if weight_set.card is not None:
+        (folder / CARD_FILE).write_text(weight_set.card, encoding="utf-8")
+
+
+def _save_for_timm(folder: Path, weight_set: WeightSet, own: dict[str, Any]) -> None:
+    """timm's hub folder of a classifier: its weights, and a config with timm's keys
+    (from the rebuilt model) and visrec's (``own``)."""
+    from timm.models import save_for_hf  # noqa: PLC0415
+
+    config = weight_set.config
+    model = model_from_weight_set(weight_set)
+    # timm names the architecture itself (without a pretrained tag) and sets num_classes.
+    visrec_fields = {key: value for key, value in sorted(own.items())
+                     if key != "architecture"}
+    save_for_hf(model, str(folder), safe_serialization=True,
+                model_config={**visrec_fields, "label_names": list(config.classes)},
+                data_config={"input_size": (config.in_chans, config.image_size,
+                                            config.image_size),
+                             "interpolation": config.interpolation,
+                             "mean": tuple(config.mean), "std": tuple(config.std),
+                             # evaluation resizes the shorter side to the input size
+                             "crop_pct": 1.0, "crop_mode": "center"})
+    written = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    for key in FOREIGN_SOURCE_KEYS:
+        written["pretrained_cfg"].pop(key, None)
+    (folder / CONFIG_FILE).write_text(json.dumps(written, indent=2, sort_keys=True) + "\n",
+                                      encoding="utf-8")

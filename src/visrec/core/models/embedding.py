@@ -115,8 +115,8 @@ class NormalizedFeatures(nn.Module):
 
 def make_embedder(architecture: str, embedding_size: int, batch_norm: bool,
                   pretrained_path: str | None = None, in_chans: int = 3,
-                  zero_gamma: bool | None = None, output: Output = "embedding"
-                  ) -> EmbeddingNet:
+                  zero_gamma: bool | None = None, output: Output = "embedding",
+                  pretrained: bool = False) -> EmbeddingNet:
     """An :class:`EmbeddingNet` on a timm trunk, from scratch or with a local weights file's
     trunk (its classifier, if any, is left out).
 
@@ -128,17 +128,19 @@ def make_embedder(architecture: str, embedding_size: int, batch_norm: bool,
         in_chans: Input channels.
         zero_gamma: As for :func:`~visrec.core.models.make_classifier`.
         output: What the model returns, ``embedding`` or ``trunk``.
+        pretrained: The trunk from timm's hub weights (see ``make_classifier``).
     """
-    trunk = make_classifier(architecture, 0, pretrained_path, in_chans, zero_gamma=zero_gamma)
+    trunk = make_classifier(architecture, 0, pretrained_path, in_chans, zero_gamma=zero_gamma,
+                            pretrained=pretrained)
     return EmbeddingNet(trunk, embedding_size, batch_norm, output)
 
 
 def trunk_features(architecture: str, pretrained_path: str | Path | None = None,
-                   in_chans: int = 3) -> NormalizedFeatures:
-    """The normalised pooled features of a trunk as initialised (timm's initialisation or a
-    local weights file): the ``untrained`` baseline."""
+                   in_chans: int = 3, pretrained: bool = False) -> NormalizedFeatures:
+    """The normalised pooled features of a trunk as initialised (timm's initialisation, a
+    local weights file or the hub's weights): the ``untrained`` baseline."""
     model = make_classifier(architecture, 0, None if pretrained_path is None
-                            else str(pretrained_path), in_chans)
+                            else str(pretrained_path), in_chans, pretrained=pretrained)
     return NormalizedFeatures(model).eval()
 
 

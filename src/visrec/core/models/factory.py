@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from visrec.core.augment import CROP_FRACTION
+from visrec.core.models.hub import create_pretrained
 from visrec.core.models.inputs import ModelInputs, resolve_input_config
-from visrec.core.models.weights import load_backbone_weights, timm_api
+from visrec.core.models.weights import WeightsError, load_backbone_weights, timm_api
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ def cache_resolution(image_size: int | None, architecture: str) -> int:
 
 def make_classifier(architecture: str, num_classes: int,
                     pretrained_path: str | None = None, in_chans: int = 3,
-                    zero_gamma: bool | None = None) -> nn.Module:
-    """A timm model with a head of ``num_classes``, from scratch or from a local file.
+                    zero_gamma: bool | None = None, pretrained: bool = False) -> nn.Module:
+    """A timm model with a head of ``num_classes``: from scratch, from a local file, or
+    from timm's pretrained weights on the Hugging Face hub.
 
     Args:
         architecture: timm model name, such as ``resnet50d``.
@@ -45,13 +47,21 @@ def make_classifier(architecture: str, num_classes: int,
         in_chans: Input channels: 3 for RGB, 1 for grayscale (an RGB file's first
             convolution is summed over its colour channels, as timm does).
         zero_gamma: Start residual blocks as the identity (True) or not (False), before any
-            weights are loaded; None keeps timm's initialisation.
+            weights are loaded; None keeps timm's initialisation. Not applied to hub
+            weights, which hold their own.
+        pretrained: timm's pretrained weights from the hub, through its cache
+            (:mod:`visrec.core.models.hub`); not with ``pretrained_path``.
 
     Raises:
-        WeightsError: If the file is missing, unreadable, or does not fit the architecture.
+        WeightsError: If the file is missing, unreadable, or does not fit the architecture,
+            or the hub weights cannot be had.
     """
     import timm  # noqa: PLC0415 - `import timm` takes seconds; only load it when needed
 
+    if pretrained:
+        if pretrained_path is not None:
+            raise WeightsError("pretrained = true and pretrained_path: give one of them")
+        return create_pretrained(architecture, num_classes, in_chans)
     model = timm.create_model(architecture, pretrained=False, num_classes=num_classes,
                               in_chans=in_chans)
     if zero_gamma is not None:

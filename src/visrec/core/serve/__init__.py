@@ -1,6 +1,7 @@
 """Using a trained model: prediction on new image files, and export to ONNX and TorchScript
 with a parity check against PyTorch."""
 
+from visrec.core.serve.card import model_card
 from visrec.core.serve.export import (
     INPUT_NAME,
     METADATA_KEYS,
@@ -35,10 +36,33 @@ from visrec.core.serve.predict import (
     prediction_table,
 )
 
-__all__ = ["FAILURE_COLUMNS", "INPUT_NAME", "LIST_SUFFIXES", "METADATA_KEYS", "OUTPUT_NAMES",
-           "Batch", "InputFiles", "PredictInputError", "PredictionImages", "Predictor",
-           "ServingModel", "collate_checked", "export_onnx", "export_torchscript",
-           "list_inputs", "max_difference", "onnx_outputs", "output_batches",
-           "outputs_of_files", "parity", "predict_chunks", "predict_files",
-           "prediction_columns", "prediction_run", "prediction_table", "serving_metadata",
-           "torchscript_outputs"]
+__all__ = [
+    "FAILURE_COLUMNS",
+    "INPUT_NAME",
+    "LIST_SUFFIXES",
+    "METADATA_KEYS",
+    "OUTPUT_NAMES",
+    "Batch",
+    "InputFiles",
+    "PredictInputError",
+    "PredictionImages",
+    "Predictor",
+    "ServingModel",
+    "collate_checked",
+    "export_onnx",
+    "export_torchscript",
+    "list_inputs",
+    "max_difference",
+    "model_card",
+    "onnx_outputs",
+    "output_batches",
+    "outputs_of_files",
+    "parity",
+    "predict_chunks",
+    "predict_files",
+    "prediction_columns",
+    "prediction_run",
+    "prediction_table",
+    "serving_metadata",
+    "torchscript_outputs",
+]

@@ -20,6 +20,7 @@ class ModelSpec:
         num_outputs: Outputs of its head (classes, or embedding dimensions).
         channels: Input channels.
         pretrained_path: A local weights file, or None to train from scratch.
+        pretrained: Start from timm's pretrained weights on the Hugging Face hub.
         zero_gamma: Start residual blocks as the identity (True), not (False), or keep
             timm's initialisation (None).
         kind: ``classifier`` (a head of ``num_outputs`` classes) or ``embedder`` (a trunk
@@ -37,6 +38,7 @@ class ModelSpec:
     kind: str = "classifier"
     batch_norm: bool = False
     output: Output = "embedding"
+    pretrained: bool = False
 
 
 def make_model(spec: ModelSpec) -> nn.Module:
@@ -44,11 +46,12 @@ def make_model(spec: ModelSpec) -> nn.Module:
     if spec.kind == "embedder":
         return make_embedder(spec.architecture, spec.num_outputs, spec.batch_norm,
                              spec.pretrained_path, spec.channels, zero_gamma=spec.zero_gamma,
-                             output=spec.output)
+                             output=spec.output, pretrained=spec.pretrained)
     if spec.kind != "classifier":
         raise ValueError(f"model kind {spec.kind!r}: accepted 'classifier', 'embedder'")
     return make_classifier(spec.architecture, spec.num_outputs, spec.pretrained_path,
-                           spec.channels, zero_gamma=spec.zero_gamma)
+                           spec.channels, zero_gamma=spec.zero_gamma,
+                           pretrained=spec.pretrained)
 
 
 def state_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -163,7 +163,8 @@ def embed_evaluation_splits(trained: TrainedWeights, baseline_weights: dict[str,
     models = _models(trained, params, channels)
     if "untrained" in params.baselines:
         seed_everything(seed)  # the same initialisation as the embedder's trunk
-        models["untrained"] = trunk_features(params.model, params.pretrained_path, channels)
+        models["untrained"] = trunk_features(params.model, params.pretrained_path, channels,
+                                             pretrained=params.pretrained)
     if baseline_weights:
         classifier = make_classifier(params.model, len(class_split.train), in_chans=channels)
         classifier.load_state_dict(baseline_weights)

@@ -34,6 +34,7 @@ from visrec.core.plots import (
     reliability_figure,
     sorted_confusion_figure,
 )
+from visrec.core.serve import model_card
 from visrec.params import EvaluationParams
 
 logger = logging.getLogger(__name__)
@@ -184,16 +185,21 @@ def score_weight_sets(logits: dict[str, dict[str, np.ndarray]], temperatures: di
 
 
 def served_model(trained_models: dict[str, WeightSet], weight_sets: pd.DataFrame,
-                 temperatures: dict[str, float]) -> WeightSet:
-    """The weight set marked to serve, with its temperature and figures in its config.
+                 temperatures: dict[str, float], ingestion_report: IngestionReport,
+                 class_balance_report: dict[str, Any]) -> WeightSet:
+    """The weight set marked to serve, with its temperature and figures in its config,
+    and its model card.
 
     Args:
         trained_models: Weight sets by name.
         weight_sets: The comparison table (:func:`score_weight_sets`); one row is served.
         temperatures: Temperature of each weight set.
+        ingestion_report: Where the images came from, for the card.
+        class_balance_report: The class distribution, for the card.
 
     Returns:
-        The weight set, its config with ``temperature``, ``served_from`` and ``scores``.
+        The weight set, its config with ``temperature``, ``served_from`` and ``scores``,
+        its card (:func:`visrec.core.serve.model_card`).
     """
     row = weight_sets[weight_sets["served"]].iloc[0]
     name = row["weights"]
@@ -202,7 +208,10 @@ def served_model(trained_models: dict[str, WeightSet], weight_sets: pd.DataFrame
               if k not in ("weights", "served")}
     config = chosen.config.model_copy(update={"temperature": temperatures[name],
                                               "served_from": name, "scores": scores})
-    return WeightSet(chosen.weights, config)
+    rows = [{str(key): value for key, value in row.items()}
+            for row in weight_sets.to_dict(orient="records")]
+    card = model_card(config, ingestion_report, class_balance_report, rows)
+    return WeightSet(chosen.weights, config, card)
 
 
 def _served(served: WeightSet, logits: dict[str, dict[str, np.ndarray]]

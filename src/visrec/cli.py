@@ -1,0 +1,199 @@
+"""The ``visrec`` command: the project's pipelines from anywhere inside it, prediction into
+a file of your choice, and a web page to try the model.
+
+    visrec run [KEDRO RUN OPTIONS]           kedro run (python -m visrec is the same)
+    visrec predict FOLDER --out FILE         classify images with the served model
+    visrec serve                             a page on http://127.0.0.1:8000 to try it
+
+The project is found upward from the working directory (the first folder whose
+``pyproject.toml`` declares ``[tool.kedro] package_name = "visrec"``), or given with
+``--project``; paths on the command line are taken relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import click
+
+PACKAGE = "visrec"
+SERVED = Path("data/06_models/served")
+PREDICTIONS = Path("data/07_model_output/predictions.csv")
+FAILURES = Path("data/07_model_output/prediction_failures.csv")
+
+
+def find_project(start: Path) -> Path:
+    """The visrec project holding ``start``: it, or the nearest folder above it, whose
+    ``pyproject.toml`` has ``[tool.kedro] package_name = "visrec"``.
+
+    Raises:
+        click.UsageError: If there is none.
+    """
+    for folder in (start, *start.parents):
+        manifest = folder / "pyproject.toml"
+        if manifest.is_file():
+            try:
+                kedro = tomllib.loads(manifest.read_text(encoding="utf-8")).get("tool", {})
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+            if kedro.get("kedro", {}).get("package_name") == PACKAGE:
+                return folder
+    raise click.UsageError(f"no visrec project in {start} or above it: run the command "
+                           "inside the project, or give --project DIR")
+
+
+def _project(project: Path | None) -> Path:
+    root = find_project(Path.cwd().resolve()) if project is None else project.resolve()
+    if project is not None:
+        find_project(root)  # a --project that is not one is named, not half-used
+    return root
+
+
+project_option = click.option(
+    "--project", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The visrec project (default: found upward from the working directory).")
+env_option = click.option("--env", default=None,
+                          help="Kedro environment (conf/<env>), as kedro run --env.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """visrec: image classification and metric learning on Kedro, PyTorch and timm."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True,
+                                "allow_extra_args": True})
+@project_option
+@click.pass_context
+def run(context: click.Context, project: Path | None) -> None:
+    """kedro run in the project; every option of kedro run is passed on."""
+    root = _project(project)
+    os.chdir(root)  # Kedro's catalog paths are relative to the project root
+    from kedro.framework.cli.utils import find_run_command  # noqa: PLC0415
+    from kedro.framework.project import configure_project  # noqa: PLC0415
+
+    configure_project(PACKAGE)
+    find_run_command(PACKAGE)(args=context.args, standalone_mode=True)
+
+
+def _session_run(root: Path, env: str | None, pipeline: str,
+                 runtime_params: dict | None = None) -> None:
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+
+    bootstrap_project(root)
+    session = KedroSession.create(project_path=root, env=env, runtime_params=runtime_params)
+    with session:
+        session.run(pipeline_names=[pipeline])
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """``source`` to ``target`` by a temporary file beside it and one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.",
+                                     suffix=".tmp", delete=False) as temporary:
+        with source.open("rb") as stream:
+            shutil.copyfileobj(stream, temporary)
+    os.replace(temporary.name, target)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the predictions (CSV: path, label_1, probability_1, ...).")
+@click.option("--failures", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the files that could not be read (default: beside "
+                   "--out, <name>_failures.csv, when there are any).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Labels per image (default: predict.top_k).")
+@project_option
+@env_option
+def predict(inputs: tuple[Path, ...], out: Path, failures: Path | None, top_k: int | None,
+            project: Path | None, env: str | None) -> None:
+    """Classify INPUTS (folders, image files, or .txt lists of paths) with the served
+    model; write the top classes and calibrated probabilities to --out."""
+    if out.suffix.lower() != ".csv":
+        raise click.BadParameter(f"{out}: give a .csv file", param_hint="--out")
+    absolute = [str(path.resolve()) for path in inputs]
+    out, failures = out.resolve(), None if failures is None else failures.resolve()
+    root = _project(project)
+    if not (root / SERVED / "model.safetensors").is_file():
+        raise click.UsageError(f"no served model in {root / SERVED}: train one first "
+                               "(visrec run --pipelines=train)")
+    os.chdir(root)
+    params: dict = {"input": absolute[0] if len(absolute) == 1 else absolute}
+    if top_k is not None:
+        params["top_k"] = top_k
+    _session_run(root, env, "predict", {"predict": params})
+    _copy_atomically(root / PREDICTIONS, out)
+    import pandas as pd  # noqa: PLC0415
+
+    failed = pd.read_csv(root / FAILURES, dtype=str, keep_default_na=False)
+    predicted = len(pd.read_csv(root / PREDICTIONS, dtype=str, keep_default_na=False))
+    message = f"visrec predict: {predicted} images classified into {out}"
+    if len(failed):
+        failures = failures or out.with_name(f"{out.stem}_failures.csv")
+        _copy_atomically(root / FAILURES, failures)
+        message += f"; {len(failed)} files could not be read (reasons in {failures})"
+    click.echo(message)
+
+
+@main.command()
+@project_option
+@env_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 makes the page reachable from other "
+                   "machines: only on a trusted network).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=20.0,
+              show_default=True, help="Largest image file taken.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Classes shown per image.")
+def serve(project: Path | None, env: str | None, host: str, port: int, max_upload_mb: float,
+          top_k: int) -> None:
+    """A web page to try the served model: drop images, see the top classes with their
+    calibrated probabilities."""
+    root = _project(project)
+    if not (root / SERVED / "model.safetensors").is_file():
+        raise click.UsageError(f"no served model in {root / SERVED}: train one first "
+                               "(visrec run --pipelines=train)")
+    import uvicorn  # noqa: PLC0415
+
+    from visrec.core.models import (  # noqa: PLC0415
+        model_from_weight_set,
+        read_weight_set,
+        select_device,
+    )
+    from visrec.core.serve.app import UploadLimits, make_app  # noqa: PLC0415
+    from visrec.core.serve.predict import Predictor  # noqa: PLC0415
+
+    settings = _predict_params(root, env)
+    served = read_weight_set(root / SERVED)
+    device = select_device(settings["device"], key="predict.device")
+    predictor = Predictor(model_from_weight_set(served).to(device), served.config)
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20),
+                          max_pixels=int(settings["max_pixels"]))
+    click.echo(f"visrec serve: {served.config.architecture} ({len(served.config.classes)} "
+               f"classes) from {root / SERVED} on http://{host}:{port}/", err=True)
+    uvicorn.run(make_app(predictor, limits, top_k), host=host, port=port, log_level="warning")
+
+
+def _predict_params(root: Path, env: str | None) -> dict:
+    """The ``predict`` block of the project's configuration (``device``, ``max_pixels``):
+    the page refuses what prediction refuses, on the device prediction uses."""
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+
+    bootstrap_project(root)
+    session = KedroSession.create(project_path=root, env=env)
+    with session:
+        return dict(session.load_context().params["predict"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
