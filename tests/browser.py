@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +49,17 @@ def run_chromium(binary: Path, profile: Path, *args: str) -> subprocess.Complete
     )
     assert result.returncode == 0, f"chromium failed ({result.returncode}):\n{result.stderr}"
     return result
+
+
+@contextlib.contextmanager
+def playwright_chromium(binary: Path) -> Iterator[Any]:
+    """Chromium at ``binary`` (the system's, not a download), driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(binary),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()

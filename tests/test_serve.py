@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.browser import playwright_chromium
 from tests.cli import ENV
 
 pytestmark = pytest.mark.slow
@@ -70,13 +71,8 @@ def server(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium),
-                                              args=["--no-sandbox", "--disable-gpu"])
+    with playwright_chromium(chromium) as launched:
         yield launched
-        launched.close()
 
 
 def _served_test_predictions(project: Path) -> pd.DataFrame:

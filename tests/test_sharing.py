@@ -31,8 +31,8 @@ def test_served_folder_loads_in_timm_with_the_served_probabilities(trained_proje
     data_config = timm.data.resolve_data_config(model=model)
     assert data_config["input_size"] == (config["in_chans"], config["image_size"],
                                          config["image_size"])
-    assert (data_config["mean"], data_config["std"]) == (tuple(config["mean"]),
-                                                         tuple(config["std"]))
+    assert list(data_config["mean"]) == config["mean"]
+    assert list(data_config["std"]) == config["std"]
     transform = timm.data.create_transform(**data_config)
 
     served = config["served_from"]

@@ -48,7 +48,7 @@ def test_kedro_viz_sees_the_wrapped_type_and_its_preview(tmp_path: Path):
 
     table = AtomicDataset(filepath=str(tmp_path / "t.csv"),
                           dataset={"type": "pandas.CSVDataset", "save_args": {"index": False}})
-    assert type(table).__qualname__ == "AtomicDataset[pandas.CSVDataset]"
+    assert type(table).__qualname__ == "AtomicDataset[CSVDataset]"
     assert isinstance(table, AtomicDataset)
     table.save(pd.DataFrame({"label": ["a", "b", "c"], "n": [3, 2, 1]}))
     assert inspect.signature(table.preview).return_annotation == "TablePreview"

@@ -60,15 +60,34 @@ def test_every_table_metric_and_figure_of_the_catalog_has_its_preview_and_a_laye
     assert seen == expected
     # The figures, metric files and tables are most of what a run writes.
     assert len(expected) >= 45, sorted(expected)
-    # The data folder a dataset lives in names its layer.
+    # A dataset sits in the layer of its data/ folder, or an earlier one when a later
+    # stage reads it: layers never go backwards along the pipelines' edges (kedro viz
+    # orders them, and gives up on a cycle).
     folders = {"01_raw": "raw", "02_intermediate": "intermediate", "04_feature": "feature",
                "05_model_input": "model_input", "06_models": "models",
                "07_model_output": "model_output", "08_reporting": "reporting"}
+    order = list(folders.values())
+    order.insert(2, "primary")
     for name, entry in entries.items():
         path = str(entry.get("filepath") or entry.get("path") or "")
-        for folder, layer in folders.items():
+        layer = entry["metadata"]["kedro-viz"]["layer"]
+        for folder, folder_layer in folders.items():
             if f"data/{folder}/" in path:
-                assert entry["metadata"]["kedro-viz"]["layer"] == layer, name
+                assert order.index(layer) <= order.index(folder_layer), name
+    layers = {name: entry["metadata"]["kedro-viz"]["layer"] for name, entry in entries.items()}
+    backwards = [(source, node.name, target)
+                 for node in _all_nodes() for source in node.inputs for target in node.outputs
+                 if source in layers and target in layers
+                 and order.index(layers[source]) > order.index(layers[target])]
+    assert not backwards, backwards
+
+
+def _all_nodes() -> list:
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(PROJECT_ROOT)
+    return [node for name in pipelines for node in pipelines[name].nodes]
 
 
 def _dataset(config: dict) -> AbstractDataset:

@@ -5,7 +5,7 @@ the target with one rename (``os.replace``, atomic on POSIX). A crash mid-save l
 the previous file whole instead of a truncated one.
 
 To ``kedro viz`` the wrapper is the dataset it wraps: an entry is an instance of a
-subclass named after the wrapped type (``AtomicDataset[pandas.CSVDataset]``), which
+subclass named after the wrapped type (``AtomicDataset[CSVDataset]``), which
 forwards the wrapped dataset's ``preview`` (with its signature, from which kedro viz
 reads the kind of preview: a table, JSON, an image) when the wrapped type has one.
 """
@@ -37,7 +37,8 @@ def _atomic_class(type_name: str) -> type[AtomicDataset]:
     wrapped, _ = parse_dataset_definition({"type": type_name})
     namespace: dict[str, Any] = {
         "__module__": AtomicDataset.__module__,
-        "__qualname__": f"AtomicDataset[{type_name}]",
+        # No dot in the name: kedro viz shows a type as its first and last dotted parts.
+        "__qualname__": f"AtomicDataset[{wrapped.__name__}]",
         "__doc__": f"{wrapped.__name__} with all-or-nothing saves.",
     }
     if callable(getattr(wrapped, "preview", None)):

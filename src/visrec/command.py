@@ -8,6 +8,7 @@ a file of your choice, and a web page to try the model.
 The project is found upward from the working directory (the first folder whose
 ``pyproject.toml`` declares ``[tool.kedro] package_name = "visrec"``), or given with
 ``--project``; paths on the command line are taken relative to the working directory.
+(The module is not ``cli.py``: Kedro loads ``<package>.cli`` as commands of its own.)
 """
 
 from __future__ import annotations
