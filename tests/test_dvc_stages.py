@@ -60,3 +60,24 @@ def test_the_served_models_are_dvc_model_artifacts():
     for name, artifact in artifacts.items():
         assert artifact.type == "model" and len(artifact.desc) > 40, name
         assert artifact.path in outputs, name
+
+
+def test_the_readme_figures_are_committed_dvc_outputs():
+    """The README's figures are in git (a fresh clone shows them) and are outputs of their
+    stage kept out of DVC's cache, so that `make run` / `dvc repro` redraws them."""
+    import re
+    import subprocess
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    figures = re.findall(r'<img src="(data/[^"]+\.png)"', readme)
+    assert len(figures) >= 4, figures
+    tracked = subprocess.run(["git", "ls-files", *figures], cwd=PROJECT_ROOT, check=True,
+                             capture_output=True, text=True).stdout.split()
+    assert sorted(tracked) == sorted(figures)
+    outputs = {}
+    for stage in _stages().values():
+        for entry in stage.get("outs", []):
+            if isinstance(entry, dict):
+                outputs |= entry
+    for figure in figures:
+        assert outputs.get(figure) == {"cache": False}, figure
