@@ -30,6 +30,7 @@ from visrec.core.evaluate.metrics import (
     group_accuracies,
 )
 from visrec.core.models import ModelInputs
+from visrec.core.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +52,19 @@ def eval_loader_of(inputs: ModelInputs, rows: pd.DataFrame, root: str, batch_siz
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, loader: DataLoader,
-                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device,
+                   desc: str = "validating") -> tuple[np.ndarray, np.ndarray]:
     """Logits (float32, N x K) and labels of every image in ``loader``, in order.
 
     Args:
         model: The model, already on ``device``; put in eval mode.
         loader: Batches of (images, class indices), not shuffled.
         device: Where batches go.
+        desc: The progress bar's label (shown on a terminal only).
     """
     model.eval()
     logits, labels = [], []
-    for images, targets in loader:
+    for images, targets in progress(loader, desc, unit="batch"):
         logits.append(model(images.to(device, non_blocking=True)).float().cpu())
         labels.append(targets)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
@@ -93,7 +95,9 @@ def split_logits(models: dict[str, nn.Module], inputs: ModelInputs,
     for split, rows in splits.items():
         if rows.empty:
             continue
-        for batch, _ in eval_loader_of(inputs, rows, root, batch_size, device):
+        loader = eval_loader_of(inputs, rows, root, batch_size, device)
+        for batch, _ in progress(loader, f"scoring {split} ({len(models)} weight sets)",
+                                 unit="batch"):
             images = batch.to(device, non_blocking=True)
             for name, model in models.items():
                 outputs[name].setdefault(split, []).append(model(images).float().cpu())

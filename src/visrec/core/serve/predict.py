@@ -30,6 +30,7 @@ from visrec.core.data import Transform, auto_num_workers
 from visrec.core.evaluate import softmax
 from visrec.core.images import Rejected, read_checked
 from visrec.core.models import WeightSet, WeightSetConfig, weights_digest
+from visrec.core.progress import progress
 from visrec.core.serve.inputs import FAILURE_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def output_batches(model: nn.Module, transform: Transform, root: Path, paths: Se
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_checked, pin_memory=device.type == "cuda")
     model.eval()
-    for images, indices, bad in loader:
+    for images, indices, bad in progress(loader, f"{key}: images", unit="batch"):
         outputs = None
         if images is not None:
             with torch.no_grad():

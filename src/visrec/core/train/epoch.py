@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from visrec.core.progress import progress
 from visrec.core.train.cpu_bf16 import (
     StepSnapshot,
     any_rank,
@@ -177,7 +177,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task: Task,
     total_loss, seen, waited = 0.0, 0, 0.0
     sums: dict[str, float] = {}
     start = ready = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=None)
+    bar = progress(loader, f"epoch {epoch + 1}", unit="batch")
     for step_index, (batch_images, batch_targets) in enumerate(bar):
         waited += time.perf_counter() - ready
         images = batch_images.to(device, non_blocking=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
 from visrec.core.models import set_backbone_frozen
+from visrec.core.progress import progress
 from visrec.core.seeding import epoch_seed, seed_everything
 from visrec.core.train.averaging import make_swa_schedule, swa_epoch_ends_cycle
 from visrec.core.train.checkpoint import CheckpointStore, rng_state
@@ -186,6 +188,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
                           channels_last=config.channels_last,
                           batch_transform=None if batch_transform is None
                           else batch_transform.to(device))
+    # The run's bar: epochs done, and the time left for the whole run (main process only).
+    bar = progress(total=config.epochs, initial=run.epoch, desc="training", unit="epoch",
+                   leave=True, disable=None if main else True)
+    started, first = time.perf_counter(), run.epoch
     for epoch in range(run.epoch, config.epochs):
         reseed_for_epoch(config.seed, epoch, train_loader)
         row = _train_epoch(run, config, task, train_loader, device, epoch, options)
@@ -193,11 +199,20 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         if not main:
             continue
         run.history.append(row | _validate(run, task, val_loader, device))
-        logger.info("epoch %d/%d %s", epoch + 1, config.epochs, format_row(run.history[-1]))
+        left = time_left(time.perf_counter() - started, epoch + 1 - first,
+                         config.epochs - epoch - 1)
+        logger.info("epoch %d/%d %s (%s left)", epoch + 1, config.epochs,
+                    format_row(run.history[-1]), left)
+        bar.update()
+        bar.set_postfix(img_s=f"{row['images_per_s']:.0f}",
+                        **{name: f"{value:.3f}" for name, value in run.history[-1].items()
+                           if name in ("train_loss", "val_balanced_accuracy",
+                                       "val_mean_average_precision_at_r")})
         if checkpoints is not None:
             checkpoints.save(checkpoint_state(run, fingerprint))
         if on_epoch is not None:
             on_epoch(run.history)
+    bar.close()
     weights = {"final": run.model}
     if run.swa_model is not None:
         # Every process re-estimates the statistics on its share of the data, so that
@@ -210,6 +225,17 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     if run.ema is not None:
         weights["ema"] = run.ema.module
     return FitResult(weights, pd.DataFrame(run.history), rng_state())
+
+
+def time_left(seconds: float, done: int, remaining: int) -> str:
+    """The run's time left, from the mean of the ``done`` epochs' ``seconds``: ``1 h 02
+    min``, ``3 min 05 s`` or ``42 s``."""
+    left = round(seconds / max(done, 1) * remaining)
+    hours, rest = divmod(left, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def format_row(row: dict[str, Any]) -> str:
