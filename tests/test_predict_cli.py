@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -81,11 +82,19 @@ def test_visrec_predict_from_anywhere_writes_where_asked(trained_project: Path, 
     (new / "notes.txt").write_text("not an image\n")
 
     inside = trained_project / "data" / "01_raw"  # below the project root: found upward
-    result = _visrec("predict", str(new), "--out", str(tmp_path / "out/inside.csv"), cwd=inside)
+    umask = os.umask(0o022)
+    try:
+        result = _visrec("predict", str(new), "--out", str(tmp_path / "out/inside.csv"),
+                         cwd=inside)
+    finally:
+        os.umask(umask)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (f"3 images classified into {tmp_path / 'out/inside.csv'}; 1 files could not be "
             f"read (reasons in {tmp_path / 'out/inside_failures.csv'})") in result.stdout
     inside_table = pd.read_csv(tmp_path / "out/inside.csv", dtype={"label_1": str})
+    assert stat.S_IMODE((tmp_path / "out/inside.csv").stat().st_mode) == 0o644  # not 0600
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inside.csv",
+                                                                   "inside_failures.csv"]
     assert sorted(inside_table["path"]) == sorted(p.name for p in new.glob("*.png"))
     failures = pd.read_csv(tmp_path / "out/inside_failures.csv")
     assert failures.set_index("path")["reason"].to_dict() == {"notes.txt": "not_an_image"}

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import tomllib
+import uuid
 from pathlib import Path
 
 import click
@@ -94,13 +94,15 @@ def _session_run(root: Path, env: str | None, pipeline: str,
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    """``source`` to ``target`` by a temporary file beside it and one rename."""
+    """``source`` to ``target`` by a copy beside it (made with the usual permissions) and
+    one rename; a failed copy leaves ``target`` as it was and no temporary file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.",
-                                     suffix=".tmp", delete=False) as temporary:
-        with source.open("rb") as stream:
-            shutil.copyfileobj(stream, temporary)
-    os.replace(temporary.name, target)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @main.command()
