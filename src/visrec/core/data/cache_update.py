@@ -20,7 +20,6 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from visrec.core.data.cache import (
     INDEX_COLUMNS,
@@ -30,6 +29,7 @@ from visrec.core.data.cache import (
     write_cache,
 )
 from visrec.core.images import Inspection, InspectSettings, inspect_files
+from visrec.core.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +243,7 @@ def _check(cache: ImageCache, root: Path, todo: pd.DataFrame, old: pd.DataFrame,
         cache.folder.mkdir(parents=True, exist_ok=True)
         pool = open(cache.folder / cache.pool, "a+b")  # closed in finally
         pool.truncate(cache.slots * cache.slot_bytes)  # drop slots never committed
-    bar = tqdm(total=len(paths), desc="validating and caching", unit="file", disable=None,
-               mininterval=1.0)
+    bar = progress(total=len(paths), desc="validating and caching", unit="file", leave=True)
     last_commit, committed = time.monotonic(), 0
     try:
         for found in _inspect_chunks(root, paths, hashes, settings, workers, chunk_files):

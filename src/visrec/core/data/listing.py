@@ -20,9 +20,9 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from visrec.core.files import BAD_NAME, FolderWalk, Rejected, check_regular, is_utf8, shown_path
+from visrec.core.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def list_folder(root: Path, max_bytes: int | None = None) -> tuple[pd.DataFrame,
         names every class folder seen, empty ones included.
     """
     rows, class_folders = _Rows(), set()
-    with tqdm(desc="scanning", unit=" files", disable=None, mininterval=1.0) as progress:
+    with progress_bar(desc="scanning", unit=" files", leave=True) as progress:
         walker = FolderWalk(root)
         walker.enter(root)
         for split, split_dir in detect_layout(root).items():
@@ -308,9 +308,9 @@ def list_labels_file(root: Path, labels_file: Path, max_bytes: int | None = None
     """
     table = read_labels_file(labels_file)
     rows = _Rows()
-    for path, label, split in tqdm(table.itertuples(index=False, name=None), total=len(table),
-                                   desc="scanning", unit=" files", disable=None,
-                                   mininterval=1.0):
+    for path, label, split in progress_bar(table.itertuples(index=False, name=None),
+                                           "scanning", total=len(table), unit=" files",
+                                           leave=True):
         rows.add(_labels_file_row(root, path, label, split, max_bytes))
     labels = sorted({label for label in table["label"] if label.strip()})
     return _listing(rows, f"ingestion.labels_file = '{labels_file}'"), labels

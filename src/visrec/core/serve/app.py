@@ -15,15 +15,17 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from visrec.core.evaluate import softmax
 from visrec.core.files import Rejected
 from visrec.core.images import decode_checked
+from visrec.core.serve.predict import prediction_table
 
 if TYPE_CHECKING:
+    from visrec.core.data import Transform
     from visrec.core.serve.predict import Predictor
 
 
@@ -48,9 +50,10 @@ class UploadError(ValueError):
         self.status = status
 
 
-def classify_upload(predictor: Predictor, data: bytes, limits: UploadLimits,
-                    top_k: int) -> list[dict[str, Any]]:
-    """The ``top_k`` classes of one uploaded image file, with calibrated probabilities.
+def classify_upload(predictor: Predictor, transform: Transform, data: bytes,
+                    limits: UploadLimits, top_k: int) -> list[dict[str, Any]]:
+    """The ``top_k`` classes of one uploaded image file, with calibrated probabilities, as
+    prediction writes them (:func:`~visrec.core.serve.predict.prediction_table`).
 
     Raises:
         UploadError: 413 when ``data`` is over the size cap, 415 when it is not an image
@@ -63,14 +66,14 @@ def classify_upload(predictor: Predictor, data: bytes, limits: UploadLimits,
     except Rejected as rejected:
         raise UploadError(415, f"not an image visrec can read ({rejected.reason}: "
                                f"{rejected.detail})") from None
-    batch = predictor.transform()(image)[None]
+    batch = transform(image)[None]
     parameter = next(predictor.model.parameters())
     with torch.inference_mode():
         logits = predictor.model(batch.to(parameter.device, parameter.dtype)).float().cpu()
-    probabilities = softmax(logits.numpy(), predictor.temperature)[0]
-    order = probabilities.argsort()[::-1][:top_k]
-    return [{"label": predictor.config.classes[i], "probability": float(probabilities[i])}
-            for i in order]
+    row = prediction_table(np.array(["upload"]), logits.numpy(), predictor.config.classes,
+                           top_k, predictor.temperature).iloc[0]
+    return [{"label": row[f"label_{rank}"], "probability": float(row[f"probability_{rank}"])}
+            for rank in range(1, min(top_k, len(predictor.config.classes)) + 1)]
 
 
 def model_summary(predictor: Predictor) -> dict[str, Any]:
@@ -192,6 +195,7 @@ def make_app(predictor: Predictor, limits: UploadLimits, top_k: int = 5) -> Fast
     """The app around ``predictor``."""
     app = FastAPI(title="visrec", docs_url=None, redoc_url=None, openapi_url=None)
     shown = min(top_k, len(predictor.config.classes))
+    transform = predictor.transform()  # made once, used by every request
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -213,7 +217,7 @@ def make_app(predictor: Predictor, limits: UploadLimits, top_k: int = 5) -> Fast
             if len(body) > limits.max_bytes:
                 return JSONResponse({"error": _too_large(len(body), limits)}, status_code=413)
         try:
-            predictions = classify_upload(predictor, bytes(body), limits, shown)
+            predictions = classify_upload(predictor, transform, bytes(body), limits, shown)
         except UploadError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
         return JSONResponse({"predictions": predictions})

@@ -31,8 +31,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from tqdm.auto import tqdm
 
+from visrec.core.progress import progress
 from visrec.core.tune.evidence import Candidate, EvidencePruner, Noise, choose
 from visrec.core.tune.plan import SearchPlan
 from visrec.core.tune.space import SearchSpace
@@ -274,8 +274,8 @@ class Search:
                         "to run", trials, spent(self.study) / self.plan.training_cost)
             return
         start = time.monotonic()
-        with tqdm(total=round(self.plan.budget_cost), initial=round(spent(self.study)),
-                  unit="img", unit_scale=True, desc="tuning", disable=None) as self._bar:
+        with progress(total=round(self.plan.budget_cost), initial=round(spent(self.study)),
+                      unit="img", unit_scale=True, desc="tuning", leave=True) as self._bar:
             self.study.optimize(self._objective, callbacks=[self._after_trial],
                                 catch=self.catch)
         logger.info("tuning: %d trials in the study, %.2f trainings spent, %.0f s here",
