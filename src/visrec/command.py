@@ -49,9 +49,17 @@ def find_project(start: Path) -> Path:
 
 
 def _project(project: Path | None) -> Path:
-    root = find_project(Path.cwd().resolve()) if project is None else project.resolve()
-    if project is not None:
-        find_project(root)  # a --project that is not one is named, not half-used
+    """The project root: of ``--project`` (or a folder inside it), else of the working
+    directory."""
+    return find_project((Path.cwd() if project is None else project).resolve())
+
+
+def _served_project(project: Path | None) -> Path:
+    """The project root, which must hold a served model."""
+    root = _project(project)
+    if not (root / SERVED / "model.safetensors").is_file():
+        raise click.UsageError(f"no served model in {root / SERVED}: train one first "
+                               "(visrec run --pipelines=train)")
     return root
 
 
@@ -124,10 +132,7 @@ def predict(inputs: tuple[Path, ...], out: Path, failures: Path | None, top_k: i
         raise click.BadParameter(f"{out}: give a .csv file", param_hint="--out")
     absolute = [str(path.resolve()) for path in inputs]
     out, failures = out.resolve(), None if failures is None else failures.resolve()
-    root = _project(project)
-    if not (root / SERVED / "model.safetensors").is_file():
-        raise click.UsageError(f"no served model in {root / SERVED}: train one first "
-                               "(visrec run --pipelines=train)")
+    root = _served_project(project)
     os.chdir(root)
     params: dict = {"input": absolute[0] if len(absolute) == 1 else absolute}
     if top_k is not None:
@@ -161,10 +166,7 @@ def serve(project: Path | None, env: str | None, host: str, port: int, max_uploa
           top_k: int) -> None:
     """A web page to try the served model: drop images, see the top classes with their
     calibrated probabilities."""
-    root = _project(project)
-    if not (root / SERVED / "model.safetensors").is_file():
-        raise click.UsageError(f"no served model in {root / SERVED}: train one first "
-                               "(visrec run --pipelines=train)")
+    root = _served_project(project)
     import uvicorn  # noqa: PLC0415
 
     from visrec.core.models import (  # noqa: PLC0415
