@@ -8,7 +8,7 @@ DEMO := data/01_raw/demo
 # relative to .dvc/) names it once it exists, so a checkout without it keeps DVC's CDN page.
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 # The DVC stages `kedro run` (the train pipeline) makes; metric_learning has its own target.
-TRAIN_STAGES := demo_data ingestion class_balance augmentation tuning training evaluation export
+TRAIN_STAGES := parameters demo_data ingestion class_balance augmentation tuning training evaluation export
 
 # No usage reporting from Kedro or DVC, here or in CI.
 export KEDRO_DISABLE_TELEMETRY := 1
@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # dvc.yaml stages call `kedro`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install plots-template demo-data run metric-learning test test-fast lint docs viz repro plots clean
+.PHONY: install plots-template demo-data parameters notebook-docs run metric-learning test test-fast lint docs viz repro plots clean
 
 ## install: create .venv with the pinned dependencies and visrec (editable), and the plots template
 install: $(VENV)/.installed
@@ -48,17 +48,23 @@ demo-data: install
 		$(BIN)/kedro run --pipelines=demo_data; \
 	else echo "demo data present in $(DEMO)"; fi
 
+## parameters: write the parameters a run uses (conf/, then params.yaml), as DVC's first stage does
+parameters: install
+	$(BIN)/visrec params --out data/05_model_input/parameters.yml \
+		--data-roots data/05_model_input/data_roots.yml
+
 ## run: set up, make the demo data when missing, run the default pipeline (train)
-run: demo-data
+run: demo-data parameters
 	$(BIN)/kedro run
 	@# Record what `kedro run` made in dvc.lock, so that `dvc repro` reruns only what changes
 	@# (DVC needs the git checkout; a copy without .git skips this step).
 	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet $(TRAIN_STAGES); fi
 
 ## metric-learning: the metric-learning demo (digits 0-4 train, 5-9 test): ingestion, embedding
-metric-learning: demo-data
+metric-learning: demo-data parameters
 	$(BIN)/kedro run --pipelines=metric_learning
-	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet demo_data ingestion metric_learning; fi
+	@if [ -d .git ]; then $(BIN)/dvc commit --force --quiet parameters demo_data ingestion \
+		metric_learning; fi
 
 ## test: set up, then run the whole test suite
 test: install
@@ -72,6 +78,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
+
+## notebook-docs: run notebooks/exploration.ipynb on the last run and render it in docs/exploration.md
+notebook-docs: install
+	$(BIN)/python tools/render_notebook.py
 
 ## docs: regenerate docs/parameters.md from the parameter models and conf/base
 docs: install

@@ -81,3 +81,27 @@ def test_the_readme_figures_are_committed_dvc_outputs():
                 outputs |= entry
     for figure in figures:
         assert outputs.get(figure) == {"cache": False}, figure
+
+
+def test_the_stages_track_the_parameters_a_run_uses():
+    """The first stage writes every parameter a run uses (conf/, then params.yaml) and the
+    image folder; the others track their keys there, so `dvc exp show` reports the values
+    used whichever layer set them. Both files are committed: each experiment's commit has
+    them, and DVC reads the folder from the second before any stage runs."""
+    import subprocess
+
+    stages = _stages()
+    first, *others = stages
+    assert first == "parameters"
+    written = {"data/05_model_input/parameters.yml", "data/05_model_input/data_roots.yml"}
+    assert stages[first]["outs"] == [{path: {"cache": False}} for path in sorted(written)[::-1]]
+    assert stages[first]["params"] == [{"params.yaml": None}]
+    for name in others:
+        assert _paths(stages[name].get("params", [])) <= {"data/05_model_input/parameters.yml"}
+    assert "${data_roots.images}" in stages["ingestion"]["deps"]
+    vars_ = yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))["vars"]
+    assert "data/05_model_input/data_roots.yml" in vars_
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                              *written], cwd=PROJECT_ROOT, check=True, capture_output=True,
+                             text=True).stdout.split()
+    assert set(tracked) == written

@@ -40,7 +40,8 @@ when it is out of date). Every key is validated before any node runs: a bad valu
 
 Set a value for one run with `kedro run --params "training.epochs=40"`, for your machine
 in `conf/local/parameters.yml` (merged key by key into `conf/base`), or for an experiment
-with `dvc exp run -S conf/base/parameters_training.yml:training.epochs=40`. Learning rates
+with `dvc exp run -S training.epochs=40` (it sets `params.yaml`, applied over `conf/`:
+see [dvc.md](dvc.md)). Learning rates
 are per 256 images and scaled linearly to `training.batch_size`.
 """
 BOUNDS = ((annotated_types.Ge, "≥"), (annotated_types.Gt, ">"), (annotated_types.Le, "≤"),

@@ -4,6 +4,7 @@ a file of your choice, and a web page to try the model.
     visrec run [KEDRO RUN OPTIONS]           kedro run (python -m visrec is the same)
     visrec predict FOLDER --out FILE         classify images with the served model
     visrec serve                             a page on http://127.0.0.1:8000 to try it
+    visrec params [--out FILE] [--sync]      the parameters a run uses; params.yaml's list
 
 The project is found upward from the working directory (the first folder whose
 ``pyproject.toml`` declares ``[tool.kedro] package_name = "visrec"``), or given with
@@ -18,6 +19,7 @@ import shutil
 import sys
 import tomllib
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -101,16 +103,20 @@ def _session_run(root: Path, env: str | None, pipeline: str,
         session.run(pipeline_names=[pipeline])
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
-    """``source`` to ``target`` by a copy beside it (made with the usual permissions) and
-    one rename; a failed copy leaves ``target`` as it was and no temporary file."""
+def _replace_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """``target`` made by ``write`` into a file beside it (with the usual permissions) and
+    one rename; a failed write leaves ``target`` as it was and no temporary file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        shutil.copyfile(source, temporary)
+        write(temporary)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    _replace_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
 
 
 @main.command()
@@ -186,6 +192,116 @@ def serve(project: Path | None, env: str | None, host: str, port: int, max_uploa
     click.echo(f"visrec serve: {served.config.architecture} ({len(served.config.classes)} "
                f"classes) from {root / SERVED} on http://{host}:{port}/", err=True)
     uvicorn.run(make_app(predictor, limits, top_k), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@project_option
+@env_option
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write them to this YAML file (default: print them).")
+@click.option("--data-roots", "data_roots", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the image folder ingestion reads to this YAML "
+                                 "file (data_roots.images), for dvc.yaml's vars.")
+@click.option("--sync", is_flag=True,
+              help="Instead, list every parameter of conf/base in params.yaml (null: as "
+                   "conf/ says), keeping the values set there.")
+def params(project: Path | None, env: str | None, out: Path | None, data_roots: Path | None,
+           sync: bool) -> None:
+    """The parameters a run uses (conf/base, conf/<env>, then params.yaml), checked.
+
+    DVC's first stage writes them to data/05_model_input/parameters.yml, which the other
+    stages track and `dvc exp show` reports."""
+    out, data_roots = (None if path is None else path.resolve() for path in (out, data_roots))
+    root, env = _project(project), env or os.environ.get("KEDRO_ENV")
+    from visrec.config import PARAMS_FILE, ParamsFileError  # noqa: PLC0415
+
+    try:
+        if sync:
+            _sync_params_file(root / PARAMS_FILE)
+            return
+        parameters = _run_parameters(root, env)
+    except ParamsFileError as error:
+        raise click.ClickException(str(error)) from None
+    text = _parameters_yaml(parameters, env)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_text(out, text)
+    if data_roots is not None:
+        import yaml  # noqa: PLC0415
+
+        _write_text(data_roots, DATA_ROOTS_HEADER + yaml.safe_dump(
+            {"data_roots": {"images": parameters["ingestion"]["root"]}}, sort_keys=False))
+
+
+DATA_ROOTS_HEADER = ("# The image folder a run reads (ingestion.root, whichever layer set "
+                     "it), written by\n# `visrec params --data-roots`: dvc.yaml makes it a "
+                     "dependency of ingestion.\n")
+
+
+def _write_text(target: Path, text: str) -> None:
+    _replace_atomically(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def _run_parameters(root: Path, env: str | None) -> dict:
+    """Every parameter a run in ``root`` with ``env`` uses, after the run's checks.
+
+    Raises:
+        click.ClickException: If a parameter is invalid.
+    """
+    from kedro.framework.project import settings  # noqa: PLC0415
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+
+    from visrec.config import in_order  # noqa: PLC0415
+    from visrec.params.base import ParameterError  # noqa: PLC0415
+    from visrec.params.project import check_parameters  # noqa: PLC0415
+
+    bootstrap_project(root)
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(root / settings.CONF_SOURCE), env=env, **settings.CONFIG_LOADER_ARGS)
+    parameters = loader["parameters"]
+    try:
+        check_parameters(parameters)
+    except ParameterError as error:
+        raise click.ClickException(str(error)) from None
+    return in_order(parameters, _parameter_order())
+
+
+def _parameters_yaml(parameters: dict, env: str | None) -> str:
+    import yaml  # noqa: PLC0415
+    from kedro.framework.project import settings  # noqa: PLC0415
+
+    used = env or settings.CONFIG_LOADER_ARGS.get("default_run_env", "local")
+    return (f"# The parameters of a run with the Kedro environment {used!r}: conf/base, "
+            f"conf/{used}, then params.yaml.\n# Written by `visrec params`: DVC's stages "
+            "track these values, and `dvc exp show` reports them.\n"
+            + yaml.safe_dump(parameters, sort_keys=False, default_flow_style=False))
+
+
+def _parameter_order() -> list[str]:
+    """The top-level parameters in pipeline order: ``seed``, then the blocks."""
+    from visrec.params import BLOCKS  # noqa: PLC0415 - the blocks import torch
+
+    return ["seed", *BLOCKS]
+
+
+def _sync_params_file(path: Path) -> None:
+    """List every parameter of conf/base in ``path`` (params.yaml), keeping what it sets."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    from visrec.config import overrides, read_params_file, synced_params_file  # noqa: PLC0415
+    from visrec.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
+
+    base = OmegaConfigLoader(str(path.parent / "conf"),
+                             **(CONFIG_LOADER_ARGS | {"default_run_env": "base"}))
+    content = read_params_file(path)
+    text = synced_params_file(content, base["parameters"], _parameter_order())
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        click.echo(f"{path}: up to date")
+        return
+    _write_text(path, text)
+    click.echo(f"{path}: every parameter of conf/base listed; "
+               f"{len(overrides(content))} set (applied over conf/)")
 
 
 def _predict_params(root: Path, env: str | None) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in Jupyter it wants ipywidgets, and a terminal is the rule
 
 Item = TypeVar("Item")
 

@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from visrec.core.trees import nested
 from visrec.core.tune.evidence import Noise, choose
 from visrec.core.tune.space import STRATEGY, SearchSpace, strategy_value
 from visrec.core.tune.study import CONFIGURED, candidates, experimental_ok, spent
@@ -82,15 +83,10 @@ def importances(study: optuna.Study, seed: int = 0) -> pd.DataFrame:
 
 
 def _nested(settings: dict[str, Any]) -> dict[str, Any]:
-    """``{"training.swa.lr": 0.1}`` as ``{"training": {"swa": {"lr": 0.1}}}``."""
-    tree: dict[str, Any] = {}
-    for path, value in settings.items():
-        *groups, last = path.split(".")
-        node = tree
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[last] = strategy_value(value) if path == STRATEGY else value
-    return tree
+    """``{"training.swa.lr": 0.1}`` as ``{"training": {"swa": {"lr": 0.1}}}``, the balance
+    strategy as the parameter writes it."""
+    return nested({path: strategy_value(value) if path == STRATEGY else value
+                   for path, value in settings.items()})
 
 
 def tuned_parameters(study: optuna.Study, space: SearchSpace, noise: Noise,
