@@ -106,8 +106,6 @@ class ConfigLoader(OmegaConfigLoader):
     """Kedro's ``OmegaConfigLoader``, with the values ``params.yaml`` (beside the
     configuration folder) sets merged over the parameters of ``conf/``."""
 
-    _announced: frozenset[tuple[str, str]] = frozenset()
-
     def __getitem__(self, key: str) -> dict[str, Any]:
         config = super().__getitem__(key)
         if key != "parameters" or self._protocol != "file":
@@ -121,15 +119,8 @@ class ConfigLoader(OmegaConfigLoader):
             return config
         from visrec.params.tuning import merged  # noqa: PLC0415 - pydantic, at need
 
-        self._announce(path, setting)
+        if not getattr(self, "_announced", False):  # once per loader (per session)
+            self._announced = True
+            logger.info("%s sets %s (over conf/; kedro run --params would win)", path.name,
+                        ", ".join(f"{key}={value!r}" for key, value in setting.items()))
         return merged(merged(config, nested(setting)), self.runtime_params or {})
-
-    @classmethod
-    def _announce(cls, path: Path, setting: Mapping[str, Any]) -> None:
-        """Log what ``params.yaml`` overrides, once per value."""
-        shown = frozenset((key, repr(value)) for key, value in setting.items())
-        if shown <= ConfigLoader._announced:
-            return
-        ConfigLoader._announced |= shown
-        logger.info("%s sets %s (over conf/; kedro run --params would win)", path.name,
-                    ", ".join(f"{key}={value!r}" for key, value in setting.items()))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from visrec.core.models import WeightSetConfig
+from visrec.core.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def parity(module: nn.Module, batches: Sequence[torch.Tensor],
         ``max_abs_diff_<name>`` of each output over every batch.
     """
     worst: dict[str, float] = {}
-    for images in batches:
+    for images in progress(batches, desc="export: parity with PyTorch", unit="batch"):
         with torch.no_grad():
             reference = {k: v.numpy() for k, v in zip(output_names, _as_tuple(module(images)),
                                                       strict=True)}
