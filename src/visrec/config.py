@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from kedro.config import OmegaConfigLoader
 
-from visrec.core.trees import leaves, nested
+from visrec.core.trees import leaves, merged, nested
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +74,7 @@ def overrides(content: Mapping[str, Any]) -> dict[str, Any]:
 def skeleton(parameters: Mapping[str, Any], kept: Mapping[str, Any]) -> dict[str, Any]:
     """``parameters``' tree with every leaf null, except the leaves ``kept`` sets
     (dotted keys), which keep their value; a kept key outside the tree is added."""
-    tree = nested(dict.fromkeys(key for key, _ in leaves(parameters)))
-    for key, value in kept.items():
-        node = tree
-        *parents, last = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[last] = value
-    return tree
+    return merged(nested(dict.fromkeys(key for key, _ in leaves(parameters))), nested(kept))
 
 
 def in_order(tree: Mapping[str, Any], first: list[str]) -> dict[str, Any]:
@@ -117,8 +108,6 @@ class ConfigLoader(OmegaConfigLoader):
             raise ParamsFileError(f"{error}; DVC's parameters are applied over conf/") from None
         if not setting:
             return config
-        from visrec.params.tuning import merged  # noqa: PLC0415 - pydantic, at need
-
         if not getattr(self, "_announced", False):  # once per loader (per session)
             self._announced = True
             logger.info("%s sets %s (over conf/; kedro run --params would win)", path.name,

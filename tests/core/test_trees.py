@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visrec.core.trees import leaves, nested
+from visrec.core.trees import leaves, merged, nested
 
 
 def test_leaves_and_nested_are_inverse():
@@ -17,3 +17,11 @@ def test_leaves_and_nested_are_inverse():
 def test_nested_merges_siblings():
     assert nested({"a.b": 1, "a.c.d": 2, "e": None}) == {"a": {"b": 1, "c": {"d": 2}},
                                                           "e": None}
+
+
+def test_merged_merges_mappings_replaces_the_rest_and_copies():
+    tree = {"a": {"b": 1, "c": [1]}, "d": None}
+    changed = merged(tree, {"a": {"c": [2]}, "d": {"e": 3}, "f": 4})
+    assert changed == {"a": {"b": 1, "c": [2]}, "d": {"e": 3}, "f": 4}
+    changed["a"]["c"].append(5)
+    assert tree == {"a": {"b": 1, "c": [1]}, "d": None}

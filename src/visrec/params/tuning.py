@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from visrec.core import trees
 from visrec.core.tune import Dimension, SearchSpace, strategy_choice
 from visrec.params.base import ParameterError, Params
 
@@ -93,15 +94,9 @@ def with_value(block: Mapping[str, Any], path: str, value: Any) -> dict[str, Any
 
 
 def merged(block: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``block`` with the nested ``changes`` applied (mappings merge, other
-    values replace)."""
-    result = plain(block)
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
+    """A deep copy of ``block`` (parameter models in it as plain data) with the nested
+    ``changes`` applied (mappings merge, other values replace)."""
+    return trees.merged(plain(block), changes)
 
 
 def settings_digest(training: Any, class_balance: Any, augmentation: Any) -> str:
